@@ -1,0 +1,1 @@
+"""The HTTP API: OpenIM-style POST routes with a JSON envelope."""

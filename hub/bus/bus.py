@@ -1,0 +1,167 @@
+"""The bus: runs before handlers in priority order and after handlers once committed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import HookDenied, HookFailed
+from ..metrics import hook_seconds
+from .catalogue import HOOKS, Hook
+from .handler import AfterEvent, BeforeCall, Handler
+from .verdict import Verdict
+
+log = logging.getLogger("imhub.bus")
+
+
+class Drop:
+    """The verdict of a message hook that swallowed the message: success, nothing stored."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DROP"
+
+
+DROP = Drop()
+
+
+def _overrides(handler: Handler, method: str) -> bool:
+    return getattr(type(handler), method) is not getattr(Handler, method)
+
+
+class Bus:
+    def __init__(self, handlers: Iterable[Handler] = ()) -> None:
+        self._handlers: list[Handler] = []
+        self._before: dict[str, list[Handler]] = {}
+        self._after: dict[str, list[Handler]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        for h in handlers:
+            self.add(h)
+
+    @property
+    def handlers(self) -> list[Handler]:
+        return list(self._handlers)
+
+    def add(self, handler: Handler) -> None:
+        self._handlers.append(handler)
+        self._handlers.sort(key=lambda h: h.priority)
+        # Handlers that do not override a phase are never called for it: a bus with only
+        # after-observers costs a dict lookup on the request path.
+        self._before = {name: [h for h in self._handlers if _overrides(h, "before")]
+                        for name, hk in HOOKS.items() if hk.is_before}
+        self._after = {name: [h for h in self._handlers if _overrides(h, "after")]
+                       for name, hk in HOOKS.items() if not hk.is_before}
+
+    async def before(self, hook: Hook, tenant_id: str, operation_id: str,
+                     payload: dict[str, Any]) -> dict[str, Any] | Drop:
+        """Run `hook`'s before handlers; return the folded payload, or DROP.
+
+        Raises HookDenied for a deny and HookFailed when a failed handler's policy denies.
+        """
+        handlers = self._before.get(hook.name)
+        if not handlers:
+            return payload
+        current = payload
+        for h in handlers:
+            if not h.wants(hook, tenant_id):
+                continue
+            verdict = await self._call(h, BeforeCall(hook, tenant_id, operation_id, current))
+            if verdict is None:
+                continue
+            if verdict.action == "deny":
+                raise HookDenied(verdict.err_code, verdict.err_msg, hook=hook.name,
+                                 handler=h.name)
+            if verdict.action == "drop":
+                if hook.messages:
+                    return DROP
+                raise HookDenied(5000, "dropped", hook=hook.name, handler=h.name)
+            if verdict.changes:
+                current = _fold(hook, current, verdict.changes)
+        return current
+
+    async def _call(self, h: Handler, call: BeforeCall) -> Verdict | None:
+        """One handler under its timeout. None means 'failed, but go on'."""
+        start = time.perf_counter()
+        outcome = "ok"
+        try:
+            async with asyncio.timeout(h.timeout):
+                verdict = await h.before(call)
+            if not isinstance(verdict, Verdict):
+                raise TypeError(f"{h.name} returned {type(verdict).__name__}, not a Verdict")
+            outcome = verdict.action
+            return verdict
+        except (HookDenied, HookFailed):
+            raise
+        except Exception as exc:
+            outcome = "timeout" if isinstance(exc, TimeoutError) else "error"
+            log.warning("hook %s handler %s failed (%s): %r; failedContinue=%s",
+                        call.hook.name, h.name, outcome, exc, h.failed_continue,
+                        extra={"operationID": call.operation_id})
+            if h.failed_continue:
+                return None
+            raise HookFailed(f"{call.hook.callback_command} failed: {outcome}",
+                             detail=f"handler {h.name}") from None
+        finally:
+            hook_seconds.labels(call.hook.name, h.name, outcome).observe(
+                time.perf_counter() - start)
+
+    def has_after(self, hook: Hook) -> bool:
+        return bool(self._after.get(hook.name))
+
+    def after(self, events: Iterable[AfterEvent]) -> None:
+        """Hand committed events to in-process after handlers, each in its own task."""
+        for ev in events:
+            for h in self._after.get(ev.hook.name, ()):
+                if h.wants(ev.hook, ev.tenant_id):
+                    task = asyncio.create_task(self._run_after(h, ev))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+
+    async def _run_after(self, h: Handler, ev: AfterEvent) -> None:
+        start = time.perf_counter()
+        outcome = "ok"
+        try:
+            async with asyncio.timeout(h.timeout):
+                await h.after(ev)
+        except Exception as exc:
+            outcome = "timeout" if isinstance(exc, TimeoutError) else "error"
+            log.warning("after handler %s for %s failed: %r", h.name, ev.hook.name, exc,
+                        extra={"operationID": ev.operation_id})
+        finally:
+            hook_seconds.labels(ev.hook.name, h.name, outcome).observe(
+                time.perf_counter() - start)
+
+    async def drain(self) -> None:
+        """Wait for after handlers in flight (shutdown, tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def start(self) -> None:
+        for h in self._handlers:
+            await h.start()
+
+    async def close(self) -> None:
+        await self.drain()
+        for h in self._handlers:
+            try:
+                await h.close()
+            except Exception:
+                log.exception("closing handler %s", h.name)
+
+
+def _fold(hook: Hook, payload: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Apply the changes a hook may make; refusedUserIDs accumulate across handlers."""
+    out = dict(payload)
+    for key, value in changes.items():
+        if key not in hook.mutable:
+            continue
+        if key == "refusedUserIDs":
+            prior = list(out.get("refusedUserIDs") or [])
+            out[key] = prior + [u for u in (value or []) if u not in prior]
+        else:
+            out[key] = value
+    return out

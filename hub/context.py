@@ -1,0 +1,37 @@
+"""Who is acting, for which tenant, under which operationID."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import NoPermission
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    tenant_id: str
+    user_id: str | None = None  # None: the tenant admin
+    platform_id: int = 0
+
+    @property
+    def is_admin(self) -> bool:
+        return self.user_id is None
+
+    def check_self(self, user_id: str) -> None:
+        """A user token acts as its own user only; the admin acts as anyone of its tenant."""
+        if self.user_id is not None and self.user_id != user_id:
+            raise NoPermission(f"a user token acts as {self.user_id} only")
+
+    def op_user(self, fallback: str = "") -> str:
+        """The operating user for events and notifications (admin acts as `fallback`)."""
+        return self.user_id if self.user_id is not None else fallback
+
+
+@dataclass(frozen=True, slots=True)
+class Ctx:
+    actor: Actor
+    operation_id: str
+
+    @property
+    def tenant_id(self) -> str:
+        return self.actor.tenant_id

@@ -1,0 +1,1 @@
+"""The IM domain: each module holds its request models and its routes' logic."""

@@ -1,0 +1,50 @@
+"""Request-model conventions shared by every route."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+# IDs are caller-chosen strings (OpenIM style), never empty, never longer than a column.
+ID = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+Text = Annotated[str, StringConstraints(max_length=65535)]
+Name = Annotated[str, StringConstraints(max_length=255)]
+URL = Annotated[str, StringConstraints(max_length=1024)]
+
+
+class Req(BaseModel):
+    """Strict types (a number is not a string), unknown fields ignored as OpenIM clients send extra."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class Pagination(Req):
+    pageNumber: int = Field(default=1, ge=1)
+    showNumber: int = Field(default=100, ge=1, le=1000)
+
+
+async def page(session: AsyncSession, query: Select[Any], p: Pagination
+               ) -> tuple[list[Any], int]:
+    """One page of `query`'s rows and the total count."""
+    total = (await session.execute(
+        select(func.count()).select_from(query.order_by(None).subquery()))).scalar_one()
+    rows = (await session.execute(
+        query.limit(p.showNumber).offset((p.pageNumber - 1) * p.showNumber))).scalars().all()
+    return list(rows), int(total)
+
+
+def revalidate(model: type[BaseModel], data: dict[str, Any]) -> Any:
+    """Validate a payload that before hooks changed; a broken change is the client's 1001."""
+    from pydantic import ValidationError
+
+    from ..errors import BadArgument
+
+    try:
+        return model.model_validate(data, strict=False)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        raise BadArgument(f"changed by a hook, then invalid: {loc}: {err['msg']}") from None

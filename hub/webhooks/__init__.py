@@ -1,0 +1,1 @@
+"""Webhook delivery: transport, signing and the SSRF guard."""
