@@ -75,6 +75,15 @@ class _Stale(Exception):
     """The pooled connection died before the request was written."""
 
 
+def _server_disconnected() -> httpx.RemoteProtocolError:
+    # httpcore's wording, so logs read the same whichever transport is used.
+    return httpx.RemoteProtocolError("Server disconnected without sending a response.")
+
+
+def _incomplete_body() -> httpx.RemoteProtocolError:
+    return httpx.RemoteProtocolError("peer closed connection without sending complete body")
+
+
 def _set_if_pending(fut: asyncio.Future[Any], exc: BaseException) -> None:
     if not fut.done():
         fut.set_exception(exc)
@@ -131,19 +140,14 @@ class _Conn(asyncio.Protocol):
         fut = self._waiter
         if fut is not None and not fut.done():
             if self._state == _UNTIL_CLOSE:
-                self._finish(truncated=False)
-            elif not self._seen_bytes:
-                self._fail(
-                    httpx.RemoteProtocolError("Server disconnected without sending a response.")
-                )
+                self._finish(truncated=False)  # EOF is how this body ends
             elif isinstance(exc, OSError):
-                self._fail(httpx.ReadError(str(exc) or repr(exc)))
+                error = httpx.WriteError if self.paused else httpx.ReadError
+                self._fail(error(str(exc) or repr(exc)))
+            elif not self._seen_bytes:
+                self._fail(_server_disconnected())
             else:
-                self._fail(
-                    httpx.RemoteProtocolError(
-                        "peer closed connection without sending complete message body"
-                    )
-                )
+                self._fail(_incomplete_body())
         self.origin.discard(self)
 
     def pause_writing(self) -> None:
@@ -213,8 +217,6 @@ class _Conn(asyncio.Protocol):
                     await drain
             except TimeoutError:
                 raise httpx.WriteTimeout("timed out writing the request") from None
-        if not self.alive and self._waiter is not None and not self._waiter.done():
-            raise httpx.WriteError("connection lost while writing the request")
 
     def close(self) -> None:
         self.alive = False
@@ -657,7 +659,7 @@ def _parse_url(url: str) -> _Target:
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     netloc = parsed.netloc  # bracketed IPv6, default port omitted, as in a Host header
     prefix = b" %s HTTP/1.1\r\nHost: %s\r\n" % (parsed.raw_path, netloc)
-    if b" " in parsed.raw_path or b"\r" in prefix[:-2] or b"\n" in prefix[:-1]:
+    if b" " in parsed.raw_path or prefix.count(b"\r") != 2 or prefix.count(b"\n") != 2:
         raise httpx.LocalProtocolError(f"illegal character in URL: {url!r}")
     return _Target(parsed.scheme, host, port, prefix)
 
