@@ -50,6 +50,19 @@ def main() -> None:
     """imhub: an IM server whose every event reaches your business backend."""
 
 
+def run() -> None:
+    """The console entry point: click's usage errors become one line and exit status 2."""
+    try:
+        main.main(standalone_mode=False)
+    except click.UsageError as exc:
+        _fail(exc.format_message().splitlines()[0])
+    except click.Abort:
+        sys.exit(1)
+    except click.ClickException as exc:
+        click.echo(f"imhub: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+
+
 def _with_server(settings: Settings, host: str | None, port: int | None) -> Settings:
     server = settings.server.model_copy(update={
         k: v for k, v in (("host", host), ("port", port)) if v is not None})
@@ -127,7 +140,8 @@ async def _with_session(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -
     engine = create_engine(settings.database.url, schema=settings.database.schema_name)
     try:
         await do_migrate(engine)
-        async with async_sessionmaker(engine)() as session, session.begin():
+        async with async_sessionmaker(engine, expire_on_commit=False)() as session, \
+                session.begin():
             return await fn(session)
     finally:
         await engine.dispose()

@@ -39,6 +39,14 @@ class AuthSettings(_Section):
     token_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
 
 
+class CommitSettings(_Section):
+    """Group commit (hub/committer.py)."""
+
+    max_batch: int = Field(default=64, ge=1, le=10_000)
+    # Writer tasks on PostgreSQL; SQLite always has one.
+    pg_writers: int = Field(default=3, ge=1, le=64)
+
+
 class PluginSpec(_Section):
     module: str
     priority: int = 100
@@ -57,6 +65,7 @@ class Settings(_Section):
     redis_url: str | None = None
     server: ServerSettings = ServerSettings()
     auth: AuthSettings = AuthSettings()
+    commit: CommitSettings = CommitSettings()
     plugins: list[PluginSpec] = Field(default_factory=list)
     webhooks: WebhookSettings = WebhookSettings()
     # A tenant setting in OpenIM terms; default off, as in OpenIM's config.
@@ -79,7 +88,10 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         try:
             loaded = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file '{p}' is not valid YAML: {exc}") from None
+            where = getattr(exc, "problem_mark", None)
+            line = f" at line {where.line + 1}" if where is not None else ""
+            raise ConfigError(f"config file '{p}' is not valid YAML{line}: "
+                              f"{getattr(exc, 'problem', None) or exc}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file '{p}' must hold a mapping at the top")
         data = loaded

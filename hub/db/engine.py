@@ -60,7 +60,7 @@ def _upgrade(sync_conn: Connection) -> None:
 
 
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to head. On PostgreSQL an advisory lock makes concurrent nodes take turns."""
+    """Bring the schema to its heads; on PostgreSQL an advisory lock makes nodes take turns."""
     async with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             await conn.exec_driver_sql("SELECT pg_advisory_xact_lock(726411001)")

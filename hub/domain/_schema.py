@@ -16,7 +16,7 @@ URL = Annotated[str, StringConstraints(max_length=1024)]
 
 
 class Req(BaseModel):
-    """Strict types (a number is not a string), unknown fields ignored as OpenIM clients send extra."""
+    """Strict types (a number is not a string); unknown fields ignored, as OpenIM sends extras."""
 
     model_config = ConfigDict(strict=True, extra="ignore")
 

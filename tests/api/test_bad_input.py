@@ -1,0 +1,113 @@
+"""Every route refuses bad input with a clear 4xx and errCode, never a 500, writing nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from hub.api.registry import ROUTES
+from hub.db.models import Event, Message
+from tests.conftest import Server, TenantHandle
+
+PATHS = [r.path for r in ROUTES]
+
+
+def _wrong(schema: dict[str, Any], defs: dict[str, Any]) -> Any:
+    """A value of the wrong JSON type for `schema`."""
+    if "$ref" in schema:
+        return _wrong(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
+    kinds = {schema.get("type")} | {s.get("type") for s in schema.get("anyOf", [])}
+    if "string" in kinds:
+        return 12345
+    if kinds & {"integer", "number", "boolean"}:
+        return "not a number"
+    return "not an object or array"
+
+
+async def _counts(srv: Server) -> tuple[int, int]:
+    async with srv.hub.sessions() as s:
+        events = (await s.execute(select(func.count()).select_from(Event))).scalar_one()
+        msgs = (await s.execute(select(func.count()).select_from(Message))).scalar_one()
+    return events, msgs
+
+
+@pytest.fixture
+async def t(sqlite_tenant: TenantHandle) -> TenantHandle:
+    await sqlite_tenant.users("alice", "bob")
+    return sqlite_tenant
+
+
+async def _expect(srv: Server, path: str, body: Any, token: str, status: int, code: int
+                  ) -> None:
+    got_status, env = await srv.post(path, body, token)
+    assert (got_status, env["errCode"]) == (status, code), (path, got_status, env)
+    assert env["errMsg"], path
+
+
+async def test_malformed_json_and_non_objects(t: TenantHandle) -> None:
+    srv = t.server
+    before = await _counts(srv)
+    for path in PATHS:
+        await _expect(srv, path, b'{"userID": ', t.admin, 400, 1001)
+        await _expect(srv, path, b"[1, 2]", t.admin, 400, 1001)
+        await _expect(srv, path, b"\xff\xfe", t.admin, 400, 1001)
+    assert await _counts(srv) == before
+
+
+async def test_wrong_types_and_missing_fields(t: TenantHandle) -> None:
+    srv = t.server
+    before = await _counts(srv)
+    for r in ROUTES:
+        schema = r.body.model_json_schema()
+        defs = schema.get("$defs", {})
+        props = schema.get("properties", {})
+        wrong = {name: _wrong(p, defs) for name, p in props.items()}
+        await _expect(srv, r.path, wrong, t.admin, 400, 1001)
+        if schema.get("required"):
+            await _expect(srv, r.path, {}, t.admin, 400, 1001)
+    assert await _counts(srv) == before
+
+
+async def test_huge_body_is_413(t: TenantHandle) -> None:
+    srv = t.server
+    blob = b'{"x": "' + b"a" * (2 * 1024 * 1024) + b'"}'
+    for path in [*PATHS[:5], "/msg/send_msg"]:
+        await _expect(srv, path, blob, t.admin, 413, 1001)
+
+
+async def test_tokens(t: TenantHandle) -> None:
+    srv = t.server
+    body = {"userIDs": ["alice"]}
+    await _expect(srv, "/user/get_users_info", body, "", 401, 1501)
+    await _expect(srv, "/user/get_users_info", body, "garbage", 401, 1501)
+    await _expect(srv, "/user/get_users_info", body, "adm.not-a-real-token", 401, 1501)
+    forged = t.tokens["alice"][:-4] + ("AAAA" if not t.tokens["alice"].endswith("AAAA")
+                                       else "BBBB")
+    await _expect(srv, "/user/get_users_info", body, forged, 401, 1501)
+    # A re-login on the same platform kicks the older token; force_logout kicks the newest.
+    old = t.tokens["alice"]
+    new = await t.login("alice")
+    await _expect(srv, "/user/get_users_info", body, old, 401, 1502)
+    assert await srv.ok("/user/get_users_info", body, new)
+    other_platform = await t.login("alice", platform_id=2)
+    await srv.ok("/auth/force_logout", {"userID": "alice", "platformID": 1}, t.admin)
+    await _expect(srv, "/user/get_users_info", body, new, 401, 1502)
+    assert await srv.ok("/user/get_users_info", body, other_platform)
+
+
+async def test_admin_only_routes_refuse_user_tokens(t: TenantHandle) -> None:
+    srv = t.server
+    for r in ROUTES:
+        if r.admin_only:
+            status, env = await srv.post(r.path, {}, t.tokens["alice"])
+            assert (status, env["errCode"]) == (403, 1002), (r.path, env)
+
+
+async def test_unknown_route_and_wrong_method(t: TenantHandle) -> None:
+    srv = t.server
+    r = await srv.http.post("/no/such_route", json={}, headers={"token": t.admin})
+    assert r.status_code == 404 and r.json()["errCode"] == 1004
+    r = await srv.http.get("/user/get_users_info")
+    assert r.status_code == 405 and r.json()["errCode"] == 1001
