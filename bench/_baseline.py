@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple, cast
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -98,13 +99,21 @@ def run_uvicorn_receiver(
             proc.wait()
 
 
-async def measure_rate(
+class Measurement(NamedTuple):
+    rate: float
+    """Completed calls per second."""
+    cpu_per_call: float
+    """Seconds of this process's CPU per completed call (client cost only,
+    since the receiver runs elsewhere); steadier than ``rate`` on a busy box."""
+
+
+async def measure(
     senders: Sequence[Callable[[], Awaitable[object]]],
     *,
     seconds: float = 3.0,
     warmup: float = 0.3,
-) -> float:
-    """Run one loop per sender concurrently; return completed calls per second.
+) -> Measurement:
+    """Run one loop per sender concurrently, after a warmup; see :class:`Measurement`.
 
     Pass ``[send] * 16`` for a shared client, or one sender per connection.
     Calls finishing during ``warmup`` are not counted, so connection setup
@@ -114,6 +123,9 @@ async def measure_rate(
     start = loop.time() + warmup
     stop = start + seconds
     counted = 0
+    cpu = [0.0, 0.0]
+    loop.call_at(start, lambda: cpu.__setitem__(0, time.process_time()))
+    loop.call_at(stop, lambda: cpu.__setitem__(1, time.process_time()))
 
     async def _worker(send: Callable[[], Awaitable[object]]) -> None:
         nonlocal counted
@@ -126,14 +138,65 @@ async def measure_rate(
                 counted += 1
 
     await asyncio.gather(*(_worker(send) for send in senders))
-    return counted / seconds
+    return Measurement(counted / seconds, (cpu[1] - cpu[0]) / max(counted, 1))
+
+
+async def measure_rate(
+    senders: Sequence[Callable[[], Awaitable[object]]],
+    *,
+    seconds: float = 3.0,
+    warmup: float = 0.3,
+) -> float:
+    """:func:`measure`, rate only."""
+    return (await measure(senders, seconds=seconds, warmup=warmup)).rate
 
 
 _RAW_BODY = b'{"type":"message.created","data":{"id":"m_1","text":"hello"}}'
 
 
+class _RawClient(asyncio.Protocol):
+    """One keep-alive connection; the least work a client can do per request."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._done: asyncio.Future[None] | None = None
+        self._lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf + data
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            self._buf = buf
+            return
+        start = buf.lower().find(b"content-length:", 0, end)
+        length = int(buf[start + 15 : buf.find(b"\r\n", start)]) if start >= 0 else 0
+        if len(buf) < end + 4 + length:
+            self._buf = buf
+            return
+        self._buf = buf[end + 4 + length :]
+        if self._done is not None:
+            self._done.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_exception(ConnectionError("receiver closed the connection"))
+
+    def post(self, request: bytes) -> asyncio.Future[None]:
+        assert self.transport is not None
+        self._done = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return self._done
+
+    transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A cast, not isinstance: uvloop's transports do not subclass asyncio's.
+        self.transport = cast(asyncio.Transport, transport)
+
+
 async def _raw_connection(host: str, port: int, path: str) -> Callable[[], Awaitable[None]]:
-    reader, writer = await asyncio.open_connection(host, port)
+    loop = asyncio.get_running_loop()
+    _, client = await loop.create_connection(_RawClient, host, port)
     request = (
         b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n%s"
@@ -141,23 +204,24 @@ async def _raw_connection(host: str, port: int, path: str) -> Callable[[], Await
     )
 
     async def _send() -> None:
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        await reader.readexactly(length)
+        await client.post(request)
 
     return _send
+
+
+async def raw_post_measure(
+    host: str, port: int, concurrency: int = 16, seconds: float = 3.0, path: str = "/"
+) -> Measurement:
+    """:func:`raw_post_rate` with the client's CPU per request."""
+    senders = [await _raw_connection(host, port, path) for _ in range(concurrency)]
+    return await measure(senders, seconds=seconds)
 
 
 async def raw_post_rate_async(
     host: str, port: int, concurrency: int = 16, seconds: float = 3.0, path: str = "/"
 ) -> float:
     """:func:`raw_post_rate` for callers already inside an event loop."""
-    senders = [await _raw_connection(host, port, path) for _ in range(concurrency)]
-    return await measure_rate(senders, seconds=seconds)
+    return (await raw_post_measure(host, port, concurrency, seconds, path)).rate
 
 
 def raw_post_rate(

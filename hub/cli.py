@@ -86,6 +86,7 @@ def _serve(settings: Settings, banner: Callable[[], None] | None = None) -> None
     from . import logs
     from .api.app import create_app
     from .core import Hub
+    from .gateway import uvicorn_options
 
     logs.setup()
     try:
@@ -94,8 +95,8 @@ def _serve(settings: Settings, banner: Callable[[], None] | None = None) -> None
         _fail(str(exc))
     app = create_app(hub)
     config = uvicorn.Config(app, host=settings.server.host, port=settings.server.port,
-                            log_level="warning", ws_max_size=settings.server.max_body_bytes,
-                            lifespan="on")
+                            log_level="warning", lifespan="on",
+                            **uvicorn_options(settings))  # the gateway's WebSocket options
     server = uvicorn.Server(config)
 
     async def run() -> None:
@@ -200,3 +201,213 @@ def demo(config_path: str | None, host: str | None, port: int | None) -> None:
         click.echo(info)
 
     _serve(settings, banner)
+
+
+@main.command()
+@click.option("--api", "api_addr", required=True,
+              help="The server's HTTP address, e.g. http://127.0.0.1:10002 "
+                   "(the WebSocket address is derived from it).")
+@click.option("--user", "user_id", required=True, help="Your userID.")
+@click.option("--token", required=True, help="Your user token (from /auth/get_user_token).")
+@click.option("--platform", "platform_id", type=click.IntRange(1, 15), default=7,
+              show_default=True, help="The platformID the token was issued for (7 Linux).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Where the local message store lives (default ~/.imhub/chat/HOST_PORT).")
+def chat(api_addr: str, user_id: str, token: str, platform_id: int,
+         data_dir: str | None) -> None:
+    """A terminal chat client on the client SDK."""
+    from .sdk.chat import run_chat
+    from .sdk.config import ws_addr_for
+
+    try:
+        ws_addr_for(api_addr)
+    except ValueError as exc:
+        _fail(f"--api: {exc}")
+    try:
+        status = asyncio.run(run_chat(api_addr=api_addr, user_id=user_id, token=token,
+                                      platform_id=platform_id, data_dir=data_dir))
+    except KeyboardInterrupt:  # Ctrl-C is a way to leave, not a crash
+        status = 130
+    sys.exit(status)
+
+
+@main.command()
+@_config_option
+def worker(config_path: str | None) -> None:
+    """Run webhook delivery workers alone, without the HTTP API (stop with SIGTERM)."""
+    settings = _settings(config_path)
+    _run_worker(settings)
+
+
+def _run_worker(settings: Settings) -> None:
+    import signal
+
+    from . import logs
+    from .core import Hub
+
+    logs.setup()
+    try:
+        hub = Hub(settings)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await hub.start()
+        await hub.start_delivery()  # even where `serve` nodes leave delivery to workers
+        try:
+            await stop.wait()
+        finally:
+            await hub.close()
+
+    asyncio.run(run())
+
+
+@main.group()
+def events() -> None:
+    """List after events with their webhook deliveries; replay them."""
+
+
+def _millis(value: str | None, flag: str) -> int | None:
+    """Unix milliseconds, or an ISO 8601 time (UTC unless it says otherwise)."""
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"{flag}: expected unix milliseconds or an ISO 8601 time, got {value!r}")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+async def _with_engine(settings: Settings, tenant_id: str, fn: Callable[[Any], Awaitable[T]]
+                       ) -> T:
+    from sqlalchemy import select
+
+    from .db.engine import create_engine
+    from .db.engine import migrate as do_migrate
+    from .db.models import Tenant
+    from .errors import NotFound
+
+    engine = create_engine(settings.database.url, schema=settings.database.schema_name)
+    try:
+        await do_migrate(engine)
+        async with engine.connect() as conn:
+            found = (await conn.execute(
+                select(Tenant.tenant_id).where(Tenant.tenant_id == tenant_id))).first()
+        if found is None:
+            raise NotFound(f"tenant {tenant_id} not found")
+        return await fn(engine)
+    finally:
+        await engine.dispose()
+
+
+_tenant_option = click.option("--tenant", "tenant_id", required=True, help="The tenantID.")
+
+
+@events.command("list")
+@_tenant_option
+@click.option("--status", type=click.Choice(["pending", "delivered", "failed"]), default=None,
+              help="Only events with a delivery in this state.")
+@click.option("--command", "command", default=None,
+              help="Only this callbackCommand (or hook name, e.g. afterSendSingleMsg).")
+@click.option("--endpoint", "endpoint_id", default=None, help="Only deliveries to this endpoint.")
+@click.option("--since", default=None, help="occurredAt from (unix ms or ISO 8601).")
+@click.option("--until", default=None, help="occurredAt up to (unix ms or ISO 8601).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--page", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the events/list answer as JSON.")
+@_config_option
+def events_list(tenant_id: str, status: str | None, command: str | None,
+                endpoint_id: str | None, since: str | None, until: str | None, limit: int,
+                page: int, as_json: bool, config_path: str | None) -> None:
+    """List a tenant's after events, newest first, with their deliveries."""
+    from .webhooks.replay import list_events
+
+    settings = _settings(config_path)
+    since_ms, until_ms = _millis(since, "--since"), _millis(until, "--until")
+    try:
+        out = _run(lambda: _with_engine(settings, tenant_id, lambda engine: list_events(
+            engine, tenant_id, status=status, command=command, endpoint_id=endpoint_id,
+            since=since_ms, until=until_ms, page=page, size=limit)))
+    except ApiError as exc:
+        _fail(exc.msg)
+    if as_json:
+        click.echo(orjson.dumps(out).decode())
+        return
+    _print_events(out)
+
+
+def _print_events(out: dict[str, Any]) -> None:
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{out['total']} events", title_justify="left")
+    for column in ("eventID", "callbackCommand", "occurredAt", "deliveries", "last error"):
+        table.add_column(column, overflow="fold")
+    for ev in out["events"]:
+        when = datetime.fromtimestamp(ev["occurredAt"] / 1000, UTC).strftime(
+            "%Y-%m-%d %H:%M:%S")
+        deliveries = "\n".join(f"{d['endpointID']}: {d['status']} ({d['attemptCount']})"
+                               for d in ev["deliveries"]) or "-"
+        errors = "\n".join(d["lastError"] for d in ev["deliveries"] if d["lastError"])
+        table.add_row(ev["eventID"], ev["callbackCommand"], when, deliveries, errors)
+    Console().print(table)
+
+
+@events.command("replay")
+@_tenant_option
+@click.option("--event", "event_ids", multiple=True,
+              help="An eventID to send again (repeat the flag for several).")
+@click.option("--endpoint", "endpoint_id", default=None,
+              help="Replay this endpoint's failed deliveries.")
+@click.option("--status", type=click.Choice(["failed"]), default="failed", show_default=True)
+@click.option("--since", default=None, help="occurredAt from (unix ms or ISO 8601).")
+@click.option("--until", default=None, help="occurredAt up to (unix ms or ISO 8601).")
+@_config_option
+def events_replay(tenant_id: str, event_ids: tuple[str, ...], endpoint_id: str | None,
+                  status: str, since: str | None, until: str | None,
+                  config_path: str | None) -> None:
+    """Send events again: --event ID..., or --endpoint ID for its failed deliveries.
+
+    Works while the server runs: its delivery workers pick the requeued deliveries up.
+    """
+    from .webhooks.replay import count_failed, replay_events, replay_failed
+
+    if bool(event_ids) == bool(endpoint_id):
+        _fail("give --event (one or more) or --endpoint, not both")
+    settings = _settings(config_path)
+    since_ms, until_ms = _millis(since, "--since"), _millis(until, "--until")
+
+    async def by_events(engine: Any) -> int:
+        return await replay_events(engine, tenant_id, list(event_ids))
+
+    async def by_endpoint(engine: Any) -> int:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        assert endpoint_id is not None
+        total = await count_failed(engine, tenant_id, endpoint_id, since_ms, until_ms)
+        with Progress("[progress.description]{task.description}", BarColumn(),
+                      MofNCompleteColumn(), TimeRemainingColumn(), transient=True,
+                      disable=total < 2_000 or not sys.stderr.isatty()) as bar:
+            task = bar.add_task("requeueing", total=total)
+            return await replay_failed(engine, tenant_id, endpoint_id, since=since_ms,
+                                       until=until_ms,
+                                       progress=lambda n: bar.advance(task, n))
+
+    try:
+        n = _run(lambda: _with_engine(settings, tenant_id,
+                                      by_events if event_ids else by_endpoint))
+    except ApiError as exc:
+        _fail(exc.msg)
+    click.echo(f"requeued {n} deliveries")

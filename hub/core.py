@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from .auth import Tokens
 from .bus import Bus
+from .cluster import Cluster
+from .committer import Committer
 from .context import Ctx
-from .db.engine import create_engine, migrate
+from .db.engine import create_engine, create_read_engine, is_sqlite, migrate
 from .domain.notify import Notifier
+from .domain.push import Pusher
+from .gateway import Gateway
 from .plugin import load_plugins
+from .presence import Presence
 from .settings import Settings
 from .signals import Signals
 from .tx import Tx
+from .webhooks.before import WebhookHandler
+from .webhooks.config import WebhookConfigs
+
+if TYPE_CHECKING:
+    from .webhooks.delivery import DeliveryEngine
 
 log = logging.getLogger("imhub")
 
@@ -30,53 +39,105 @@ class Hub:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         db = settings.database
+        # Plugins are built first, before anything is touched, so a bad plugin config stops
+        # start-up with a ConfigError naming the plugin and key, and writes nothing.
+        self.bus = Bus(load_plugins(settings.plugins))
         self.engine = create_engine(db.url, schema=db.schema_name, pool_size=db.pool_size,
                                     echo=db.echo)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        # Plugins are built here, before anything starts, so a bad plugin config stops
-        # start-up with a ConfigError naming the plugin and key.
-        self.bus = Bus(load_plugins(settings.plugins))
+        self.read_engine = create_read_engine(db.url, echo=db.echo)
+        self._reads = async_sessionmaker(self.read_engine or self.engine,
+                                         expire_on_commit=False)
+        # Tenants' webhooks are one more handler on the bus (hub/webhooks/before.py).
+        self.webhook_configs = WebhookConfigs(self.sessions, settings.webhooks)
+        self.bus.add(WebhookHandler(self.webhook_configs))
         self.signals = Signals()
         self.notifier = Notifier(self)
+        self.pusher = Pusher(self)
+        self.committer = Committer(
+            self.sessions, self.bus, sqlite=is_sqlite(db.url),
+            max_batch=settings.commit.max_batch,
+            writers=1 if is_sqlite(db.url) else settings.commit.pg_writers)
         self.tokens = Tokens(self.sessions, ttl_seconds=settings.auth.token_ttl_seconds,
                              cache_live_tokens=settings.redis_url is None)
+        # Several nodes (hub/cluster.py) when Redis is set; presence and the WebSocket
+        # gateway (hub/presence.py, hub/gateway/).
+        self.cluster = (Cluster(settings.redis_url, prefix=settings.redis_prefix,
+                                node_ttl=settings.gateway.node_ttl_seconds)
+                        if settings.redis_url else None)
+        self.presence = Presence(self)
+        self.gateway = Gateway(self)
         self._started = False
+        # After-event webhook delivery (hub/webhooks/delivery.py), when this node runs it.
+        self.delivery: DeliveryEngine | None = None
 
     async def start(self) -> None:
         """Migrate the schema, then start handlers."""
         await migrate(self.engine)
         await self.bus.start()
+        await self.gateway.start()
+        if self.settings.webhooks.delivery.enabled:
+            await self.start_delivery()
         self._started = True
 
+    async def start_delivery(self) -> None:
+        """Run the delivery workers in this process (`imhub serve`, `imhub worker`)."""
+        from .webhooks.delivery import DeliveryEngine
+
+        if self.delivery is None:
+            self.delivery = DeliveryEngine.for_hub(self)
+            await self.delivery.start()
+
     async def close(self) -> None:
+        await self.gateway.close()  # connections' offline events still write
+        if self.delivery is not None:
+            await self.delivery.close()
+        await self.pusher.drain()  # offline pushes still write through the committer
+        await self.committer.close()
         await self.bus.close()
+        if self.read_engine is not None:
+            await self.read_engine.dispose()
         await self.engine.dispose()
 
-    async def write(self, ctx: Ctx, fn: Callable[[Tx], Awaitable[T]]) -> T:
+    async def write(self, ctx: Ctx, fn: Callable[[Tx], Awaitable[T]], *, orm: bool = True
+                    ) -> T:
         """Run `fn` in one transaction with its after-events; after the commit, hand the
         events to the bus and run the post-commit work `fn` registered.
 
         Actions go through here, never through a session of their own, so that the
         transaction strategy (one per action, or a group commit) lives in one place.
+        Concurrent writes share one transaction (hub/committer.py), each in its own
+        savepoint: `fn` must write only through `tx` and may run more than once.
+        `orm=False` promises that `fn` leaves the ORM alone (cheaper savepoint on SQLite).
         """
-        async with self.sessions() as session, session.begin():
-            tx = Tx(session, ctx)
-            result = await fn(tx)
-        await self._committed(tx)
-        return result
+        delivery = self.delivery
+        if delivery is None:
+            result: T = await self.committer.write(ctx, fn, orm=orm)
+            return result
+        wrote_events = False
 
-    async def _committed(self, tx: Tx) -> None:
-        if tx.events:
-            self.bus.after(tx.events)
-        for post in tx.post_commit:
-            out = post()
-            if inspect.isawaitable(out):
-                await out
+        async def traced(tx: Tx) -> T:
+            nonlocal wrote_events
+            out = await fn(tx)
+            wrote_events = bool(tx.events)
+            return out
+
+        result = await self.committer.write(ctx, traced, orm=orm)
+        if wrote_events:
+            delivery.wake()  # dispatch at once instead of at the next poll
+        return result
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        async with self.sessions() as session:
+        async with self._reads() as session:
             yield session
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A bare read connection for the statements of hub/db/fast.py: no session, and no
+        transaction unless one is begun (a single statement needs none)."""
+        async with (self.read_engine or self.engine).connect() as conn:
+            yield conn
 
     async def ready(self) -> dict[str, bool]:
         checks: dict[str, bool] = {}
@@ -87,4 +148,6 @@ class Hub:
         except Exception:
             log.exception("readiness: database")
             checks["database"] = False
+        if self.cluster is not None:
+            checks["redis"] = await self.cluster.ping()
         return checks

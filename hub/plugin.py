@@ -69,7 +69,9 @@ def build_plugin(spec: PluginSpec) -> Plugin:
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"plugin '{spec.module}' config key '{key}': {err['msg']}") from None
+        where = f"config key '{key}'" if key else "config"
+        msg = " ".join(str(err["msg"]).split())  # one line, whatever a validator raised
+        raise ConfigError(f"plugin '{spec.module}' {where}: {msg}") from None
     unknown = (cls.hooks or frozenset()) - HOOKS.keys()
     if unknown:
         raise ConfigError(f"plugin '{spec.module}': unknown hooks {sorted(unknown)}")

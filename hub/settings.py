@@ -7,10 +7,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from .errors import ConfigError
 
@@ -47,6 +54,22 @@ class CommitSettings(_Section):
     pg_writers: int = Field(default=3, ge=1, le=64)
 
 
+class GatewaySettings(_Section):
+    """The WebSocket gateway (hub/gateway/) and presence across nodes (hub/cluster.py)."""
+
+    # Seconds without a byte from the client (a request, a ping or a pong) before the
+    # server closes the connection.
+    idle_timeout_seconds: float = Field(default=30.0, gt=0, le=86_400)
+    # uvicorn's WebSocket implementation under `imhub serve`.
+    ws: Literal["websockets-sansio", "wsproto", "websockets"] = "websockets-sansio"
+    # permessage-deflate keeps two zlib streams per connection (tens of KB each), more
+    # than everything else a connection holds; JSON frames are small, so it is off.
+    per_message_deflate: bool = False
+    # With Redis: a node that has not renewed its heartbeat for this long is dead, and
+    # its connections no longer count as online anywhere.
+    node_ttl_seconds: float = Field(default=15.0, ge=1, le=3600)
+
+
 class PluginSpec(_Section):
     module: str
     priority: int = 100
@@ -55,17 +78,48 @@ class PluginSpec(_Section):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
+class DeliverySettings(_Section):
+    """After-event delivery workers (hub/webhooks/delivery.py)."""
+
+    # Run delivery workers in `imhub serve` (false: only `imhub worker` processes deliver).
+    enabled: bool = True
+    # Seconds an attempt may take, connect to last byte.
+    timeout: float = Field(default=10.0, gt=0, le=300)
+    # Requests in flight at once on this node, and per endpoint without maxConcurrency.
+    max_in_flight: int = Field(default=512, ge=1, le=100_000, alias="maxInFlight")
+    endpoint_concurrency: int = Field(default=64, ge=1, le=10_000,
+                                      alias="endpointConcurrency")
+    # How long a claimed delivery belongs to its worker; a dead worker's come back after it.
+    lease_seconds: float = Field(default=60.0, ge=1, alias="leaseSeconds")
+    # Fallback polling for due retries and other nodes' work, in seconds.
+    poll_seconds: float = Field(default=1.0, gt=0, le=60, alias="pollSeconds")
+    batch_size: int = Field(default=500, ge=1, le=10_000, alias="batchSize")
+
+    @field_validator("lease_seconds")
+    @classmethod
+    def _lease_outlasts_attempts(cls, value: float, info: ValidationInfo) -> float:
+        # An attempt starts only with its timeout and a margin left on the lease.
+        timeout = info.data.get("timeout")
+        if timeout is not None and value < 2 * timeout:
+            raise ValueError(f"must be at least twice the timeout ({2 * timeout:g})")
+        return value
+
+
 class WebhookSettings(_Section):
     allow_networks: list[str] = Field(default_factory=list, alias="allowNetworks")
     config_dir: str | None = None
+    delivery: DeliverySettings = DeliverySettings()
 
 
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     redis_url: str | None = None
+    # Prefix of every Redis key and channel (tests use their own, then delete their keys).
+    redis_prefix: str = Field(default="imhub:", min_length=1, max_length=64)
     server: ServerSettings = ServerSettings()
     auth: AuthSettings = AuthSettings()
     commit: CommitSettings = CommitSettings()
+    gateway: GatewaySettings = GatewaySettings()
     plugins: list[PluginSpec] = Field(default_factory=list)
     webhooks: WebhookSettings = WebhookSettings()
     # A tenant setting in OpenIM terms; default off, as in OpenIM's config.

@@ -6,26 +6,33 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from sqlalchemy import bindparam, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .bus.catalogue import Hook
 from .bus.handler import AfterEvent
 from .clock import new_id, now_ms
 from .context import Ctx
+from .db.fast import Statement
 from .db.models import Event
 
 PostCommit = Callable[[], Awaitable[None] | None]
+
+# Every column but the autoincrement `pos`, compiled once (hub/db/fast.py).
+_INSERT_EVENTS = Statement(insert(Event.__table__).values(
+    {c.name: bindparam(c.name) for c in Event.__table__.columns if c.name != "pos"}))
 
 
 class Tx:
     """What a domain action writes through. Created and committed by `Hub.tx`."""
 
-    __slots__ = ("_post", "ctx", "events", "session")
+    __slots__ = ("_post", "_rows", "ctx", "events", "session")
 
     def __init__(self, session: AsyncSession, ctx: Ctx) -> None:
         self.session = session
         self.ctx = ctx
         self.events: list[AfterEvent] = []
+        self._rows: list[dict[str, Any]] = []
         self._post: list[PostCommit] = []
 
     def after(self, hook: Hook, payload: dict[str, Any], *, key: str | None = None) -> AfterEvent:
@@ -39,14 +46,21 @@ class Tx:
             key=key if key is not None else str(payload.get(hook.key, "")),
             payload=payload,
         )
-        self.session.add(Event(
-            event_id=ev.event_id, tenant_id=ev.tenant_id,
-            callback_command=hook.callback_command, key=ev.key,
-            operation_id=ev.operation_id, occurred_at=ev.occurred_at,
-            payload=orjson.dumps(ev.body()).decode(), dispatched=0,
-        ))
+        self._rows.append({
+            "event_id": ev.event_id, "tenant_id": ev.tenant_id,
+            "callback_command": hook.callback_command, "key": ev.key,
+            "operation_id": ev.operation_id, "occurred_at": ev.occurred_at,
+            "payload": orjson.dumps(ev.body()).decode(), "dispatched": 0,
+        })
         self.events.append(ev)
         return ev
+
+    async def flush(self) -> None:
+        """Insert the outbox rows recorded so far. The committer calls this at the end of
+        the write, inside its savepoint; one INSERT costs less than the ORM's flush."""
+        if self._rows:
+            rows, self._rows = self._rows, []
+            await _INSERT_EVENTS.many(self.session, rows)
 
     def on_commit(self, fn: PostCommit) -> None:
         """Run `fn` after a successful commit (pushes, cache updates); never on rollback."""

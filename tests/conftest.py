@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from hub.api.app import create_app
 from hub.core import Hub
+from hub.gateway import uvicorn_options
 from hub.settings import Settings, load_settings
 from hub.tenants import create_tenant
 
@@ -112,8 +113,9 @@ async def start_server(settings: Settings) -> tuple[Server, Callable[[], Awaitab
     await hub.start()
     app = create_app(hub, manage_lifecycle=False)
     port = free_port()
+    # The gateway's uvicorn options, as `imhub serve` uses them (pings count as activity).
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="off", ws_max_size=settings.server.max_body_bytes)
+                            lifespan="off", **uvicorn_options(settings))
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

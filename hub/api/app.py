@@ -115,6 +115,7 @@ def create_app(hub: Hub, *, extra_routes: list[BaseRoute] | None = None,
         StarletteRoute(r.path, _endpoint(hub, r), methods=["POST"]) for r in ROUTES
     ]
     routes += ops.routes(hub)
+    routes.append(hub.gateway.route())  # the WebSocket gateway at /ws
     routes += extra_routes or []
 
     @asynccontextmanager

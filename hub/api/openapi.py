@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic.json_schema import models_json_schema
+
 from .. import __version__
 from .registry import ROUTES
 
@@ -20,12 +22,15 @@ _ENVELOPE = {
 
 
 def openapi_document() -> dict[str, Any]:
-    schemas: dict[str, Any] = {"Envelope": _ENVELOPE}
+    # One pass over every body model, so pydantic gives models that share a class name
+    # (two modules' `ListReq`) distinct component names.
+    models = list(dict.fromkeys(r.body for r in ROUTES))
+    refs, top = models_json_schema([(m, "validation") for m in models],
+                                   ref_template="#/components/schemas/{model}")
+    schemas: dict[str, Any] = {"Envelope": _ENVELOPE, **top.get("$defs", {})}
     paths: dict[str, Any] = {}
     for r in ROUTES:
-        schema = r.body.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[r.body.__name__] = schema
+        body_ref = refs[(r.body, "validation")]["$ref"]
         paths[r.path] = {"post": {
             "summary": r.summary,
             "operationId": r.path.strip("/").replace("/", "_"),
@@ -38,7 +43,7 @@ def openapi_document() -> dict[str, Any]:
                  "schema": {"type": "string"}},
             ],
             "requestBody": {"required": True, "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{r.body.__name__}"}}}},
+                "schema": {"$ref": body_ref}}}},
             "responses": {
                 "200": {"description": "errCode 0, or a business error",
                         "content": {"application/json": {

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypeVar
 
 from ..errors import HookDenied, HookFailed
 from ..metrics import hook_seconds
@@ -55,6 +56,10 @@ class Bus:
                         for name, hk in HOOKS.items() if hk.is_before}
         self._after = {name: [h for h in self._handlers if _overrides(h, "after")]
                        for name, hk in HOOKS.items() if not hk.is_before}
+        # Per-tenant handlers (webhooks): loaded before each chain, ordered per tenant.
+        self._preparers = [h for h in self._handlers
+                           if _overrides(h, "before") and _overrides(h, "prepare")]
+        self._reorder = any(_overrides(h, "priority_for") for h in self._handlers)
 
     async def before(self, hook: Hook, tenant_id: str, operation_id: str,
                      payload: dict[str, Any]) -> dict[str, Any] | Drop:
@@ -65,6 +70,10 @@ class Bus:
         handlers = self._before.get(hook.name)
         if not handlers:
             return payload
+        for p in self._preparers:
+            await p.prepare(tenant_id)
+        if self._reorder:
+            handlers = sorted(handlers, key=lambda h: h.priority_for(tenant_id))
         current = payload
         for h in handlers:
             if not h.wants(hook, tenant_id):
@@ -88,20 +97,20 @@ class Bus:
         start = time.perf_counter()
         outcome = "ok"
         try:
-            async with asyncio.timeout(h.timeout):
-                verdict = await h.before(call)
-            if not isinstance(verdict, Verdict):
-                raise TypeError(f"{h.name} returned {type(verdict).__name__}, not a Verdict")
+            verdict = await _within(h.before(call), h.timeout_for(call.hook, call.tenant_id))
+            if not _well_formed(verdict):
+                raise TypeError(f"{h.name} returned {verdict!r}, not a well-formed Verdict")
             outcome = verdict.action
             return verdict
         except (HookDenied, HookFailed):
             raise
         except Exception as exc:
             outcome = "timeout" if isinstance(exc, TimeoutError) else "error"
+            go_on = h.failed_continue_for(call.hook, call.tenant_id)
             log.warning("hook %s handler %s failed (%s): %r; failedContinue=%s",
-                        call.hook.name, h.name, outcome, exc, h.failed_continue,
+                        call.hook.name, h.name, outcome, exc, go_on,
                         extra={"operationID": call.operation_id})
-            if h.failed_continue:
+            if go_on:
                 return None
             raise HookFailed(f"{call.hook.callback_command} failed: {outcome}",
                              detail=f"handler {h.name}") from None
@@ -125,8 +134,7 @@ class Bus:
         start = time.perf_counter()
         outcome = "ok"
         try:
-            async with asyncio.timeout(h.timeout):
-                await h.after(ev)
+            await _within(h.after(ev), h.timeout)
         except Exception as exc:
             outcome = "timeout" if isinstance(exc, TimeoutError) else "error"
             log.warning("after handler %s for %s failed: %r", h.name, ev.hook.name, exc,
@@ -151,6 +159,59 @@ class Bus:
                 await h.close()
             except Exception:
                 log.exception("closing handler %s", h.name)
+
+
+_T = TypeVar("_T")
+# Handlers that outlived their timeout by ignoring cancellation, kept until they end.
+_orphans: set[asyncio.Task[Any]] = set()
+
+
+async def _within(aw: Coroutine[Any, Any, _T], seconds: float) -> _T:
+    """Await `aw` in a task of its own for at most `seconds`, then raise TimeoutError.
+
+    Not `asyncio.timeout`: that waits for the cancelled coroutine to finish, so a handler
+    that swallows its cancellation would hold the request past its timeout. Here such a
+    handler is cancelled and left to end on its own, and the caller goes on in time.
+    (A waiter future and a timer, not `asyncio.wait`: half the cost, on every hook call.)
+    """
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(aw)
+    waiter: asyncio.Future[None] = loop.create_future()
+    wake = functools.partial(_wake, waiter)
+    task.add_done_callback(wake)
+    timer = loop.call_later(seconds, wake, None)
+    try:
+        await waiter
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        timer.cancel()
+        task.remove_done_callback(wake)
+    if task.done():
+        return task.result()
+    task.cancel()
+    _orphans.add(task)
+    task.add_done_callback(_reap)
+    raise TimeoutError
+
+
+def _wake(waiter: asyncio.Future[None], _: object) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _reap(task: asyncio.Task[Any]) -> None:
+    _orphans.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
+def _well_formed(verdict: object) -> bool:
+    # A Verdict is a plain dataclass: nothing stops a handler building a broken one.
+    return (isinstance(verdict, Verdict) and verdict.action in ("allow", "deny", "drop")
+            and isinstance(verdict.changes, dict) and isinstance(verdict.err_code, int)
+            and isinstance(verdict.err_msg, str))
 
 
 def _fold(hook: Hook, payload: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

@@ -60,6 +60,21 @@ class Handler:
         """Whether this handler takes `hook` for `tenant_id`; asked once per call."""
         return True
 
+    async def prepare(self, tenant_id: str) -> None:
+        """Called before `wants` on each before chain, only if overridden: a handler whose
+        settings differ per tenant (webhooks) loads them here, so the sync methods below
+        can answer from memory."""
+
+    def priority_for(self, tenant_id: str) -> int:
+        """Per-tenant priority; the bus re-sorts per call only if a handler overrides this."""
+        return self.priority
+
+    def timeout_for(self, hook: Hook, tenant_id: str) -> float:
+        return self.timeout
+
+    def failed_continue_for(self, hook: Hook, tenant_id: str) -> bool:
+        return self.failed_continue
+
     async def before(self, call: BeforeCall) -> Verdict:
         return Verdict.allow()
 

@@ -12,6 +12,8 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from . import sqlite as sqlite_inline
+
 _MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -27,15 +29,41 @@ def create_engine(url: str, *, schema: str | None = None, pool_size: int = 10,
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Statements run inline, COMMIT in a thread: hub/db/sqlite.py says why.
         engine = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0,
-                                     pool_timeout=60)
+                                     pool_timeout=60,
+                                     async_creator=lambda: sqlite_inline.connect(path))
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     connect_args: dict[str, Any] = {}
     if schema:
         connect_args["server_settings"] = {"search_path": schema}
     return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
                                pool_pre_ping=False, connect_args=connect_args)
+
+
+def create_read_engine(url: str, *, pool_size: int = 4, echo: bool = False
+                       ) -> AsyncEngine | None:
+    """SQLite only: read-only connections for `Hub.read`, so that reads go on while the
+    writer's COMMIT waits for fsync (WAL lets readers run beside the one writer).
+    PostgreSQL reads share the main pool: None."""
+    if not is_sqlite(url):
+        return None
+    path = url.split(":///", 1)[-1]
+    engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=0,
+                                 pool_timeout=60,
+                                 async_creator=lambda: sqlite_inline.connect(path))
+    event.listen(engine.sync_engine, "connect", _sqlite_read_only)
+    event.listen(engine.sync_engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_read_only(dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+    _sqlite_pragmas(dbapi_conn, record)
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA query_only=ON")  # a write here is an error, never a second writer
+    cur.close()
 
 
 def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -45,6 +73,12 @@ def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # The connection never begins on its own (hub/db/sqlite.py), so that the group
+    # commit's savepoints nest in a real transaction (SQLAlchemy's documented recipe).
+    conn.exec_driver_sql("BEGIN")
 
 
 def alembic_config() -> Config:

@@ -70,7 +70,8 @@ class Notifier:
         content = orjson.dumps({"detail": orjson.dumps(tips).decode()}).decode()
         now = now_ms()
         by_user: dict[str, list[dict[str, Any]]] = {}
-        for uid in dict.fromkeys(user_ids):
+        # Sorted, so that concurrent transactions lock seq rows in one order (no deadlock).
+        for uid in sorted(set(user_ids)):
             conv = notification_conversation_id(uid)
             seq = await allocate(tx.session, tenant_id, conv)
             row = Message(
@@ -79,6 +80,9 @@ class Notifier:
                 send_id=send_id or tx.ctx.actor.op_user(), recv_id=uid, group_id=group_id,
                 session_type=SESSION_NOTIFICATION, content_type=int(content_type),
                 content=content, send_time=now, status=2,
+                # Column defaults apply only at flush; the pushed copy is built before it.
+                sender_platform_id=0, sender_nickname="", offline_push_info="",
+                at_user_ids="", ex="",
             )
             tx.session.add(row)
             by_user.setdefault(uid, []).append(message_to_wire(row))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..db.fast import Statement
 from ..db.models import ConversationSeq
 
 
@@ -21,16 +25,24 @@ def notification_conversation_id(user_id: str) -> str:
     return f"n_{user_id}"
 
 
+def _upsert(insert: Any) -> Statement:
+    stmt = insert(ConversationSeq).values(
+        tenant_id=bindparam("t"), conversation_id=bindparam("c"), max_seq=bindparam("n"),
+        min_seq=0)
+    return Statement(stmt.on_conflict_do_update(
+        index_elements=[ConversationSeq.tenant_id, ConversationSeq.conversation_id],
+        set_={"max_seq": ConversationSeq.max_seq + stmt.excluded.max_seq},
+    ).returning(ConversationSeq.max_seq))
+
+
+# Compiled once and run without SQLAlchemy's per-call work: this is on every message.
+_ALLOCATE = {"postgresql": _upsert(pg_insert), "sqlite": _upsert(sqlite_insert)}
+
+
 async def allocate(session: AsyncSession, tenant_id: str, conversation_id: str, n: int = 1
                    ) -> int:
     """Reserve n seqs; return the first. One upsert: it takes the row lock on PostgreSQL and
     runs under the single writer on SQLite, so concurrent senders queue and never collide."""
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(ConversationSeq).values(
-        tenant_id=tenant_id, conversation_id=conversation_id, max_seq=n, min_seq=0)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[ConversationSeq.tenant_id, ConversationSeq.conversation_id],
-        set_={"max_seq": ConversationSeq.max_seq + n},
-    ).returning(ConversationSeq.max_seq)
-    last = (await session.execute(stmt)).scalar_one()
+    [(last,)] = await _ALLOCATE[session.bind.dialect.name].rows(
+        session, {"t": tenant_id, "c": conversation_id, "n": n})
     return int(last) - n + 1

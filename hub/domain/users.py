@@ -14,8 +14,8 @@ from ..clock import now_ms
 from ..context import Ctx
 from ..core import Hub
 from ..db.models import User
-from ..tx import Tx
 from ..errors import AlreadyExists, BadArgument, NotFound
+from ..tx import Tx
 from ._lookup import public_user, require_users, users_by_id
 from ._schema import ID, URL, Name, Req, Text, revalidate
 

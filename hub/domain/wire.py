@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
-
-from ..db.models import Message
 
 _EMPTY_PUSH = {"title": "", "desc": "", "ex": ""}
 
 
-def message_to_wire(m: Message) -> dict[str, Any]:
+class StoredMessage(Protocol):
+    """A `Message` row, or anything with its attributes (a message about to be stored)."""
+
+    server_msg_id: str
+    client_msg_id: str
+    conversation_id: str
+    send_id: str
+    recv_id: str
+    group_id: str
+    session_type: int
+    content_type: int
+    content: str
+    seq: int
+    send_time: int
+    status: int
+    sender_platform_id: int
+    sender_nickname: str
+    offline_push_info: str
+    at_user_ids: str
+    ex: str
+
+
+def message_to_wire(m: StoredMessage) -> dict[str, Any]:
     return {
         "serverMsgID": m.server_msg_id,
         "clientMsgID": m.client_msg_id,

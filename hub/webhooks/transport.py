@@ -1,8 +1,8 @@
 """A fast HTTP/1.1 transport for httpx, built on asyncio protocols.
 
-httpx's default transport (httpcore) spends about a millisecond of CPU per
-request; a webhook fan-out sends many small POSTs to few origins, so that cost
-decides throughput. :class:`FastTransport` keeps httpx's API::
+httpx's default transport (httpcore) spends a millisecond or more of CPU per
+request (``bench/transport.py``); a webhook fan-out sends many small POSTs to
+few origins, so that cost decides throughput. :class:`FastTransport` keeps httpx's API::
 
     client = httpx.AsyncClient(transport=FastTransport())
     await client.post(url, content=body, headers=headers)
@@ -21,12 +21,14 @@ redirects are returned rather than followed.
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 import re
+import select
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TypeAlias, cast
 
 import certifi
 import httpx
@@ -61,7 +63,13 @@ _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
 _STATUS_PREFIX = b"HTTP/"
 _NO_BODY_METHODS = frozenset((b"HEAD",))
 _BODYLESS_METHODS = frozenset((b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE"))
-_UNSET: object = object()
+
+
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+
+_UNSET = _Unset.UNSET
 
 # Parser states.
 _HEAD, _LENGTH, _UNTIL_CLOSE, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILER, _DONE = range(8)
@@ -93,7 +101,7 @@ class _Conn(asyncio.Protocol):
     """One keep-alive connection and the parser for its current response."""
 
     __slots__ = (
-        "_buf", "_drain", "_got", "_headers", "_last", "_loop", "_max_body", "_need",
+        "_buf", "_drain", "_fd", "_got", "_headers", "_last", "_loop", "_max_body", "_need",
         "_no_body", "_parts", "_read_timeout", "_reason", "_scan", "_seen_bytes", "_state",
         "_status", "_timer", "_version", "_waiter", "alive", "counted", "idle_since", "in_idle",
         "keep", "origin", "paused", "transport",
@@ -107,6 +115,7 @@ class _Conn(asyncio.Protocol):
         self.in_idle = False
         self.idle_since = 0.0
         self.transport: asyncio.Transport | None = None
+        self._fd = -1
         self._loop = origin.loop
         self._max_body = origin.max_body
         self._buf = bytearray()
@@ -131,8 +140,21 @@ class _Conn(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A cast, not isinstance: uvloop's transports do not subclass asyncio's.
+        self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        self._fd = sock.fileno() if sock is not None else -1
+
+    def readable(self) -> bool:
+        """Whether the idle socket has bytes or EOF waiting (so it is stale).
+
+        The loop may not have delivered a FIN yet when we pick a pooled
+        connection; asking the kernel closes most of that window (httpcore
+        does the same). Costs one non-blocking select() per reuse.
+        """
+        if self._fd < 0:
+            return False
+        return bool(select.select((self._fd,), (), (), 0)[0])
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.alive = False
@@ -423,6 +445,8 @@ class _Conn(asyncio.Protocol):
 
 
 def _content_length(value: bytes, previous: int | None) -> int:
+    if previous is None and value.isdigit() and len(value) <= 18:
+        return int(value)  # the usual case
     # Repeated or comma-joined values are only acceptable when identical.
     fields = {v.strip() for v in value.split(b",")}
     if len(fields) != 1:
@@ -484,7 +508,7 @@ class _Origin:
             while idle:
                 conn = idle.pop()
                 conn.in_idle = False
-                if conn.alive and conn.idle_since > cutoff:
+                if conn.alive and conn.idle_since > cutoff and not conn.readable():
                     return conn
                 self.discard(conn)
         if self.total < self.limit:
@@ -751,7 +775,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         headers: Headers | None = None,
         *,
         # Four phase limits, as in httpx; one asyncio.timeout cannot say that.
-        timeout: httpx.Timeout | float | object | None = _UNSET,  # noqa: ASYNC109
+        timeout: httpx.Timeout | float | _Unset | None = _UNSET,  # noqa: ASYNC109
     ) -> RawResponse:
         """Send one request through the pool without ``httpx.AsyncClient``.
 
@@ -765,13 +789,11 @@ class FastTransport(httpx.AsyncBaseTransport):
         )
         method_b = method.encode("ascii")
         extra = b""
-        lines = 0
         if headers:
-            items = headers.items() if isinstance(headers, Mapping) else headers
-            text = "".join([f"{name}: {value}\r\n" for name, value in items])
-            extra = text.encode("latin-1")
-            lines = extra.count(b"\r\n")
-            if extra.count(b"\n") != lines or extra.count(b"\r") != lines:
+            pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
+            extra = "".join([f"{name}: {value}\r\n" for name, value in pairs]).encode("latin-1")
+            # One CRLF per header, or a name/value smuggled in a line break.
+            if extra.count(b"\n") != len(pairs) or extra.count(b"\r") != len(pairs):
                 raise httpx.LocalProtocolError("illegal character in a request header")
         if content or method_b not in _BODYLESS_METHODS:
             data = b"%s%s%sContent-Length: %d\r\n\r\n%s" % (
@@ -792,7 +814,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         headers: Headers | None = None,
         *,
         # Four phase limits, as in httpx; one asyncio.timeout cannot say that.
-        timeout: httpx.Timeout | float | object | None = _UNSET,  # noqa: ASYNC109
+        timeout: httpx.Timeout | float | _Unset | None = _UNSET,  # noqa: ASYNC109
     ) -> RawResponse:
         """``request("POST", ...)``: the webhook delivery fast path."""
         return await self.request("POST", url, content, headers, timeout=timeout)
@@ -821,7 +843,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         return self._ssl_context
 
 
-def _to_timeouts(timeout: object) -> _Timeouts:
+def _to_timeouts(timeout: httpx.Timeout | float | None) -> _Timeouts:
     if timeout is None or isinstance(timeout, (int, float)):
         return (timeout, timeout, timeout, timeout)
     if isinstance(timeout, httpx.Timeout):

@@ -1,0 +1,563 @@
+"""Chat messages (CONTRACT 2 /msg, 3): send, sync by seq, revoke, read receipts.
+
+Sending follows the pipeline: validate -> beforeSendSingleMsg / beforeSendGroupMsg ->
+one transaction (the message, its seq and its after-event) -> push after the commit
+(hub/domain/push.py). The rules, as OpenIM v3 has them:
+
+- The rules apply to `sendID` whichever token sends: a user token sends as itself only,
+  the tenant admin token as any user of its tenant, under that user's rules.
+- Single chat: the recipient must exist (1004); when the recipient has the sender on
+  their blacklist, 1301; with `friend_required_for_chat`, the sender must be on the
+  recipient's friend list (1302). A user may write to themselves (`si_A_A`).
+- Group chat: the group exists (1004) and is not dismissed (1203), the sender is a
+  member (1201); a muted member (until muteEndTime) or, for a muted group, anyone but the
+  owner and admins, gets 1202. The owner is never muted.
+- Content: `content` is a non-empty string; text (101) is a JSON object with a string
+  "content". Stored content types are 101-111 and 114; typing (113) is relayed to the
+  same recipients with seq 0, never stored and never hooked.
+- A before hook may deny (its errCode), drop (the sender gets success with seq 0 and a
+  serverMsgID; nothing is stored, pushed or raised) or change content, contentType (to
+  another stored type), offlinePushInfo, ex and atUserIDList; the changed message is
+  validated again (1001 when the change broke it).
+- clientMsgID (generated when absent) makes a send idempotent: the same sender sending
+  the same clientMsgID into the same conversation gets the first send's answer and
+  nothing new is stored, also when both sends race (the unique index decides).
+
+Sync: /msg/newest_seq lists every conversation of the user (hub/domain/conversations.py).
+/msg/pull_msg_by_seq answers, per range, the newest `num` messages of begin..end in seq
+order. A range of a conversation the user does not belong to (another pair's single
+chat, a group they are not a member of, another user's notifications) answers nothing:
+its conversationID is absent from `msgs`, exactly as for a conversation that does not
+exist, so a client that still asks for a group it has left keeps syncing the rest.
+
+Revoke: the sender, or the owner or an admin of the message's group (the tenant admin
+token: anyone), revokes a chat message of a conversation `userID` belongs to. The
+message keeps its seq and becomes status 4 with content type 2101 and the revoke tips
+as content (so a later pull does not serve the revoked text), and a 2101 MsgRevoked tip
+is stored as a new message of the same conversation, as OpenIM does; afterRevokeMsg or
+afterGroupMsgRevoke goes with it. Revoking a revoked message is 1003.
+
+Read: /msg/mark_msgs_as_read moves ownerUserID's read mark to the highest of `seqs`
+(never back; seqs past the conversation's newest are 1001). For a single chat a 2200
+HasReadReceipt notification goes to the peer and to the reader's own devices, with
+afterSingleMsgRead; for a group, afterGroupMsgRead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import Field, StringConstraints
+from sqlalchemy import bindparam, exists, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from ..api.routing import Router
+from ..bus import hook
+from ..bus.bus import Drop
+from ..clock import new_id, now_ms
+from ..context import Ctx
+from ..core import Hub
+from ..db.fast import Statement
+from ..db.models import Black, ConversationSeq, Friend, Group, GroupMember, Message, User
+from ..errors import (
+    AlreadyExists,
+    BadArgument,
+    Blocked,
+    GroupDismissed,
+    Muted,
+    NoPermission,
+    NotFound,
+    NotFriends,
+    NotGroupMember,
+)
+from ..tx import Tx
+from ._schema import ID, Req, Text, revalidate
+from .conversations import (
+    GROUP,
+    SINGLE,
+    Side,
+    mark_read,
+    open_single,
+    require_user,
+    seqs_of,
+    side_of,
+)
+from .notify import NT
+from .seqs import allocate, group_conversation_id, single_conversation_id
+from .wire import message_to_wire
+
+router = Router()
+
+# The sending connection: (userID, platformID, connID), as in hub/signals.py.
+Origin = tuple[str, int, str]
+
+BEFORE_SINGLE = hook("beforeSendSingleMsg")
+AFTER_SINGLE = hook("afterSendSingleMsg")
+BEFORE_GROUP = hook("beforeSendGroupMsg")
+AFTER_GROUP = hook("afterSendGroupMsg")
+AFTER_REVOKE = hook("afterRevokeMsg")
+AFTER_GROUP_REVOKE = hook("afterGroupMsgRevoke")
+AFTER_SINGLE_READ = hook("afterSingleMsgRead")
+AFTER_GROUP_READ = hook("afterGroupMsgRead")
+
+TEXT, TYPING = 101, 113
+STORED_TYPES = frozenset({*range(101, 112), 114})
+SENT, REVOKED = 2, 4
+OWNER, ADMIN = 100, 60  # group role levels (hub/domain/groups.py)
+DISMISSED, MUTED = 2, 3  # group status
+
+OptID = Annotated[str, StringConstraints(max_length=64, strip_whitespace=True)]
+ConvID = Annotated[str, StringConstraints(min_length=1, max_length=160, strip_whitespace=True)]
+
+
+class OfflinePushInfo(Req):
+    title: Text = ""
+    desc: Text = ""
+    ex: Text = ""
+
+
+class SendMsgReq(Req):
+    sendID: ID
+    recvID: OptID = ""
+    groupID: OptID = ""
+    sessionType: Literal[1, 3]
+    contentType: int
+    content: str
+    clientMsgID: OptID = ""
+    offlinePushInfo: OfflinePushInfo | None = None
+    ex: Text = ""
+    atUserIDList: list[ID] = Field(default_factory=list, max_length=1000)
+
+
+class NewestSeqReq(Req):
+    userID: ID
+
+
+class SeqRange(Req):
+    conversationID: ConvID
+    begin: int = Field(ge=0)
+    end: int = Field(ge=0)
+    num: int = Field(default=100, ge=1, le=1000)
+
+
+class PullReq(Req):
+    userID: ID
+    seqRanges: list[SeqRange] = Field(default_factory=list, max_length=1000)
+
+
+class RevokeReq(Req):
+    userID: ID
+    conversationID: ConvID
+    seq: int = Field(ge=1)
+
+
+class MarkReadReq(Req):
+    ownerUserID: ID
+    conversationID: ConvID
+    seqs: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, max_length=10_000)
+
+
+# --- sending ---------------------------------------------------------------------------
+
+def _check_content(content_type: int, content: str, *, typing_ok: bool) -> None:
+    if content_type not in STORED_TYPES and not (typing_ok and content_type == TYPING):
+        raise BadArgument(f"contentType {content_type} cannot be sent")
+    if not content:
+        raise BadArgument("content is empty")
+    if content_type == TEXT:
+        try:
+            body = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("content"), str):
+            raise BadArgument('text content must be a JSON object with a "content" string')
+
+
+@dataclass(slots=True)
+class _Target:
+    """Where a message goes, found by the checks before its hooks."""
+
+    conversation_id: str
+    recipients: list[str]  # who gets the push, the sender included
+    nickname: str
+    first: dict[str, Any] | None  # the answer to an earlier send with this clientMsgID
+
+
+@dataclass(slots=True)
+class _Draft:
+    """A message about to be stored: the columns of `Message`, without the ORM's cost."""
+
+    tenant_id: str
+    conversation_id: str
+    seq: int
+    server_msg_id: str
+    client_msg_id: str
+    send_id: str
+    recv_id: str
+    group_id: str
+    session_type: int
+    content_type: int
+    content: str
+    send_time: int
+    status: int
+    sender_platform_id: int
+    sender_nickname: str
+    offline_push_info: str
+    at_user_ids: str
+    ex: str
+
+    def row(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__slots__}
+
+
+def _ack(wire: dict[str, Any]) -> dict[str, Any]:
+    return {k: wire[k] for k in ("serverMsgID", "clientMsgID", "sendTime", "seq")}
+
+
+# The checks of a send are one statement each (two for a group), built once: on SQLite a
+# statement costs far more in SQLAlchemy than in the database.
+_p = bindparam
+
+
+def _first(column: Any) -> Any:
+    """A column of the earlier send with the same clientMsgID (unique index lookup)."""
+    return select(column).where(
+        Message.tenant_id == _p("t"), Message.send_id == _p("send"),
+        Message.client_msg_id == _p("cmid"), Message.conversation_id == _p("conv"),
+    ).scalar_subquery()
+
+
+def _user_exists(user: str) -> Any:
+    return exists().where(User.tenant_id == _p("t"), User.user_id == _p(user))
+
+
+_FIRST = (_first(Message.server_msg_id).label("first_srv"), _first(Message.seq).label(
+    "first_seq"), _first(Message.send_time).label("first_time"))
+_NICKNAME = select(User.nickname).where(
+    User.tenant_id == _p("t"), User.user_id == _p("send")).scalar_subquery().label("nick")
+# nick, recv_ok, blocked, friend, first_srv, first_seq, first_time
+_SINGLE_CHECKS = Statement(select(
+    _NICKNAME, _user_exists("recv").label("recv_ok"),
+    exists().where(Black.tenant_id == _p("t"), Black.owner_user_id == _p("recv"),
+                   Black.block_user_id == _p("send")).label("blocked"),
+    exists().where(Friend.tenant_id == _p("t"), Friend.owner_user_id == _p("recv"),
+                   Friend.friend_user_id == _p("send")).label("friend"),
+    *_FIRST))
+# nick, status, first_srv, first_seq, first_time
+_GROUP_CHECKS = Statement(select(
+    _NICKNAME, select(Group.status).where(
+        Group.tenant_id == _p("t"), Group.group_id == _p("group")).scalar_subquery()
+    .label("status"), *_FIRST))
+_FIRST_SEND = Statement(select(*_FIRST))
+# user_id, role_level, mute_end_time
+_MEMBERS = Statement(select(
+    GroupMember.user_id, GroupMember.role_level, GroupMember.mute_end_time).where(
+    GroupMember.tenant_id == _p("t"), GroupMember.group_id == _p("group")))
+_INSERT_MESSAGE = Statement(insert(Message.__table__).values(
+    {c.name: _p(c.name) for c in Message.__table__.columns}))
+
+
+def _earlier(first: Sequence[Any], client_msg_id: str) -> dict[str, Any] | None:
+    """The answer to the earlier send whose (server_msg_id, seq, send_time) is `first`."""
+    server_msg_id, seq, send_time = first
+    if server_msg_id is None:
+        return None
+    return {"serverMsgID": server_msg_id, "clientMsgID": client_msg_id, "sendTime": send_time,
+            "seq": seq}
+
+
+async def _single_target(hub: Hub, conn: AsyncConnection, t: str, req: SendMsgReq
+                         ) -> _Target:
+    if not req.recvID:
+        raise BadArgument("recvID is required for a single chat (sessionType 1)")
+    conv = single_conversation_id(req.sendID, req.recvID)
+    [row] = await _SINGLE_CHECKS.rows(conn, {
+        "t": t, "send": req.sendID, "recv": req.recvID, "cmid": req.clientMsgID,
+        "conv": conv})
+    nick, recv_ok, blocked, friend = row[:4]
+    if nick is None:
+        raise NotFound(f"user {req.sendID} not found")
+    if not recv_ok:
+        raise NotFound(f"user {req.recvID} not found")
+    if req.recvID != req.sendID:
+        if blocked:
+            raise Blocked(f"{req.recvID} has blocked {req.sendID}")
+        if hub.settings.friend_required_for_chat and not friend:
+            raise NotFriends(f"{req.sendID} is not a friend of {req.recvID}")
+    return _Target(conv, [req.recvID, req.sendID], nick, _earlier(row[4:], req.clientMsgID))
+
+
+async def _group_target(conn: AsyncConnection, t: str, req: SendMsgReq) -> _Target:
+    if not req.groupID:
+        raise BadArgument("groupID is required for a group chat (sessionType 3)")
+    conv = group_conversation_id(req.groupID)
+    params = {"t": t, "send": req.sendID, "group": req.groupID, "cmid": req.clientMsgID,
+              "conv": conv}
+    [row] = await _GROUP_CHECKS.rows(conn, params)
+    nick, status = row[:2]
+    if status is None:
+        raise NotFound(f"group {req.groupID} not found")
+    if status == DISMISSED:
+        raise GroupDismissed(f"group {req.groupID} is dismissed")
+    members = await _MEMBERS.rows(conn, params)
+    me = next((m for m in members if m[0] == req.sendID), None)
+    if me is None:
+        raise NotGroupMember(f"{req.sendID} is not a member of group {req.groupID}")
+    _, role, mute_end = me
+    if role != OWNER:
+        if mute_end > now_ms():
+            raise Muted(f"{req.sendID} is muted in group {req.groupID}")
+        if status == MUTED and role != ADMIN:
+            raise Muted(f"group {req.groupID} is muted")
+    return _Target(conv, [m[0] for m in members], nick or "",
+                   _earlier(row[2:], req.clientMsgID))
+
+
+async def _first_send(hub: Hub, tenant_id: str, m: _Draft) -> dict[str, Any] | None:
+    async with hub.connect() as conn:
+        [row] = await _FIRST_SEND.rows(conn, {"t": tenant_id, "send": m.send_id,
+                                              "cmid": m.client_msg_id,
+                                              "conv": m.conversation_id})
+    return _earlier(row, m.client_msg_id)
+
+
+def _changed(req: SendMsgReq, out: dict[str, Any]) -> SendMsgReq:
+    """The request with a before hook's changes, validated again."""
+    final: SendMsgReq = revalidate(SendMsgReq, {
+        **req.model_dump(), **{k: out[k] for k in BEFORE_SINGLE.mutable if k in out}})
+    _check_content(final.contentType, final.content, typing_ok=False)
+    return final
+
+
+@router.post("/msg/send_msg", SendMsgReq)
+async def send_msg(hub: Hub, ctx: Ctx, req: SendMsgReq, *, origin: Origin | None = None
+                   ) -> dict[str, Any]:
+    """Send a single-chat or group message -> {serverMsgID, clientMsgID, sendTime, seq}."""
+    ctx.actor.check_self(req.sendID)
+    _check_content(req.contentType, req.content, typing_ok=True)
+    t = ctx.tenant_id
+    single = req.sessionType == SINGLE
+    async with hub.connect() as conn:
+        target = await (_single_target(hub, conn, t, req) if single
+                        else _group_target(conn, t, req))
+    if target.first is not None:
+        return target.first
+    platform = origin[1] if origin else ctx.actor.platform_id
+    msg = _Draft(
+        tenant_id=t, conversation_id=target.conversation_id, seq=0,
+        server_msg_id=new_id("srv"), client_msg_id=req.clientMsgID or new_id("cli"),
+        send_id=req.sendID, recv_id=req.recvID if single else "",
+        group_id="" if single else req.groupID, session_type=req.sessionType,
+        content_type=req.contentType, content=req.content, send_time=now_ms(), status=SENT,
+        sender_platform_id=platform, sender_nickname=target.nickname,
+        offline_push_info=req.offlinePushInfo.model_dump_json() if req.offlinePushInfo
+        else "", at_user_ids=orjson.dumps(req.atUserIDList).decode(), ex=req.ex)
+    wire = message_to_wire(msg)
+    if req.contentType == TYPING:
+        hub.signals.messages_stored(t, {u: [wire] for u in target.recipients}, origin)
+        return _ack(wire)
+
+    before, after = (BEFORE_SINGLE, AFTER_SINGLE) if single else (BEFORE_GROUP, AFTER_GROUP)
+    out = await hub.bus.before(before, t, ctx.operation_id, wire)
+    if isinstance(out, Drop):
+        return _ack(wire)
+    if out is not wire:
+        final = _changed(req, out)
+        msg.content_type, msg.content, msg.ex = final.contentType, final.content, final.ex
+        msg.offline_push_info = (final.offlinePushInfo.model_dump_json()
+                                 if final.offlinePushInfo else "")
+        msg.at_user_ids = orjson.dumps(final.atUserIDList).decode()
+        wire = message_to_wire(msg)
+    row = msg.row()
+    event_keys = (*after.fields, "conversationID")
+
+    async def write(tx: Tx) -> dict[str, Any]:
+        seq = await allocate(tx.session, t, msg.conversation_id)
+        await _INSERT_MESSAGE.many(tx.session, [{**row, "seq": seq}])
+        if single and seq == 1:
+            await open_single(tx.session, t, msg.conversation_id, msg.send_id, msg.recv_id,
+                              msg.send_time)
+        stored = {**wire, "seq": seq}
+        tx.after(after, {k: stored[k] for k in event_keys})
+        tx.on_commit(lambda: hub.pusher.message_stored(ctx, stored, target.recipients,
+                                                       origin))
+        return stored
+
+    try:
+        stored = await hub.write(ctx, write, orm=False)
+    except IntegrityError:
+        # The same clientMsgID raced in from the same sender; the first one won.
+        first = await _first_send(hub, t, msg)
+        if first is None:
+            raise
+        return first
+    return _ack(stored)
+
+
+# --- sync ------------------------------------------------------------------------------
+
+@router.post("/msg/newest_seq", NewestSeqReq)
+async def newest_seq(hub: Hub, ctx: Ctx, req: NewestSeqReq) -> dict[str, Any]:
+    """{maxSeqs, minSeqs} of every conversation the user belongs to."""
+    ctx.actor.check_self(req.userID)
+    async with hub.read() as s:
+        await require_user(ctx, s, req.userID)
+        seqs = await seqs_of(s, ctx.tenant_id, req.userID)
+    return {"maxSeqs": {c: mx for c, (mx, _) in seqs.items()},
+            "minSeqs": {c: mn for c, (_, mn) in seqs.items()}}
+
+
+async def _member_groups(s: AsyncSession, tenant_id: str, user_id: str,
+                         group_ids: list[str]) -> set[str]:
+    if not group_ids:
+        return set()
+    return set((await s.execute(select(GroupMember.group_id).where(
+        GroupMember.tenant_id == tenant_id, GroupMember.user_id == user_id,
+        GroupMember.group_id.in_(group_ids)))).scalars())
+
+
+@router.post("/msg/pull_msg_by_seq", PullReq)
+async def pull_msg_by_seq(hub: Hub, ctx: Ctx, req: PullReq) -> dict[str, Any]:
+    """Messages of the user's conversations by seq range -> {msgs: {conversationID: [msg]}}."""
+    ctx.actor.check_self(req.userID)
+    t, user = ctx.tenant_id, req.userID
+    for r in req.seqRanges:
+        if r.begin > r.end:
+            raise BadArgument(f"{r.conversationID}: begin {r.begin} is after end {r.end}")
+    sides = {r.conversationID: side_of(r.conversationID, user) for r in req.seqRanges}
+    msgs: dict[str, list[dict[str, Any]]] = {}
+    async with hub.read() as s:
+        await require_user(ctx, s, user)
+        groups = await _member_groups(s, t, user, [
+            side.group_id for side in sides.values() if side and side.kind == GROUP])
+        for r in req.seqRanges:
+            side = sides[r.conversationID]
+            if side is None or (side.kind == GROUP and side.group_id not in groups):
+                continue
+            low = max(r.begin, r.end - r.num + 1, 1)
+            rows = (await s.execute(select(Message).where(
+                Message.tenant_id == t, Message.conversation_id == r.conversationID,
+                Message.seq >= low, Message.seq <= r.end).order_by(Message.seq))).scalars()
+            msgs.setdefault(r.conversationID, []).extend(message_to_wire(m) for m in rows)
+    return {"msgs": msgs}
+
+
+# --- revoke and read -------------------------------------------------------------------
+
+async def _require_side(s: AsyncSession, ctx: Ctx, conversation_id: str, user_id: str, *,
+                        alive: bool = False) -> tuple[Side, list[str]]:
+    """The user's side of a conversation they belong to, and who is in it (1004, 1201;
+    1203 for a dismissed group when `alive`)."""
+    side = side_of(conversation_id, user_id)
+    if side is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    await require_user(ctx, s, user_id)
+    if side.kind == SINGLE:
+        return side, list(dict.fromkeys((user_id, side.peer)))
+    if side.kind != GROUP:
+        return side, [user_id]
+    group = await s.get(Group, (ctx.tenant_id, side.group_id))
+    if group is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    members = list((await s.execute(select(GroupMember.user_id).where(
+        GroupMember.tenant_id == ctx.tenant_id,
+        GroupMember.group_id == side.group_id))).scalars())
+    if user_id not in members:
+        raise NotGroupMember(f"{user_id} is not a member of group {side.group_id}")
+    if alive and group.status == DISMISSED:
+        raise GroupDismissed(f"group {side.group_id} is dismissed")
+    return side, members
+
+
+def _tips_content(tips: dict[str, Any]) -> str:
+    # Notification content as OpenIM has it: {"detail": "<tips as JSON>"}.
+    return orjson.dumps({"detail": orjson.dumps(tips).decode()}).decode()
+
+
+@router.post("/msg/revoke_msg", RevokeReq)
+async def revoke_msg(hub: Hub, ctx: Ctx, req: RevokeReq) -> None:
+    """Revoke a message (its sender, or a group's owner/admin)."""
+    ctx.actor.check_self(req.userID)
+    t, user, conv = ctx.tenant_id, req.userID, req.conversationID
+    async with hub.read() as s:
+        side, members = await _require_side(s, ctx, conv, user, alive=True)
+        if side.kind not in (SINGLE, GROUP):
+            raise BadArgument("only chat messages can be revoked")
+        msg = await s.get(Message, (t, conv, req.seq))
+        if msg is None:
+            raise NotFound(f"message {req.seq} of {conv} not found")
+        if msg.status == REVOKED:
+            raise AlreadyExists(f"message {req.seq} of {conv} is already revoked")
+        if msg.content_type not in STORED_TYPES:
+            raise BadArgument("only chat messages can be revoked")
+        role = 0
+        if side.kind == GROUP:
+            role = (await s.execute(select(GroupMember.role_level).where(
+                GroupMember.tenant_id == t, GroupMember.group_id == side.group_id,
+                GroupMember.user_id == user))).scalar_one()
+        if msg.send_id != user and not ctx.actor.is_admin and role not in (OWNER, ADMIN):
+            raise NoPermission("only the sender or a group owner or admin can revoke")
+        revoker = await s.get(User, (t, user))
+    now = now_ms()
+    tips = {"revokerUserID": user, "revokerNickname": revoker.nickname if revoker else "",
+            "clientMsgID": msg.client_msg_id, "revokeTime": now,
+            "sourceMessageSendID": msg.send_id, "sourceMessageSendTime": msg.send_time,
+            "sessionType": msg.session_type, "seq": msg.seq, "conversationID": conv,
+            "isAdminRevoke": msg.send_id != user}
+    content = _tips_content(tips)
+    event = {"revokerUserID": user, "conversationID": conv, "seq": msg.seq,
+             "sendID": msg.send_id, "sessionType": msg.session_type,
+             **({"recvID": msg.recv_id} if side.kind == SINGLE else {"groupID": msg.group_id})}
+
+    async def write(tx: Tx) -> None:
+        done = await tx.session.execute(update(Message).where(
+            Message.tenant_id == t, Message.conversation_id == conv, Message.seq == msg.seq,
+            Message.status != REVOKED).values(
+            status=REVOKED, content_type=int(NT.MSG_REVOKED), content=content))
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            raise AlreadyExists(f"message {msg.seq} of {conv} is already revoked")
+        tip = Message(
+            tenant_id=t, conversation_id=conv, seq=await allocate(tx.session, t, conv),
+            server_msg_id=new_id("srv"), client_msg_id=new_id("rvk"), send_id=user,
+            recv_id=side.peer if side.kind == SINGLE else "", group_id=side.group_id,
+            session_type=msg.session_type, content_type=int(NT.MSG_REVOKED),
+            content=content, send_time=now, status=SENT, sender_nickname=tips[
+                "revokerNickname"], sender_platform_id=ctx.actor.platform_id)
+        tx.session.add(tip)
+        tx.after(AFTER_REVOKE if side.kind == SINGLE else AFTER_GROUP_REVOKE, event)
+        wire = message_to_wire(tip)
+        tx.on_commit(lambda: hub.signals.messages_stored(t, {u: [wire] for u in members}))
+
+    await hub.write(ctx, write)
+
+
+@router.post("/msg/mark_msgs_as_read", MarkReadReq)
+async def mark_msgs_as_read(hub: Hub, ctx: Ctx, req: MarkReadReq) -> None:
+    """Record how far ownerUserID has read a conversation."""
+    ctx.actor.check_self(req.ownerUserID)
+    t, owner, conv = ctx.tenant_id, req.ownerUserID, req.conversationID
+    top = max(req.seqs)
+    async with hub.read() as s:
+        side, _ = await _require_side(s, ctx, conv, owner)
+        row = await s.get(ConversationSeq, (t, conv))
+        if top > (row.max_seq if row else 0):
+            raise BadArgument(f"seq {top} is past the newest of {conv}")
+    seqs = sorted(set(req.seqs))
+
+    async def write(tx: Tx) -> None:
+        await mark_read(tx.session, t, owner, side, top)
+        if side.kind == SINGLE:
+            tx.after(AFTER_SINGLE_READ, {"sendID": owner, "recvID": side.peer,
+                                         "conversationID": conv, "seqs": seqs})
+            await hub.notifier.send(tx, [side.peer, owner], NT.HAS_READ_RECEIPT, {
+                "conversationID": conv, "markAsReadUserID": owner, "seqs": seqs,
+                "hasReadSeq": top}, send_id=owner)
+        elif side.kind == GROUP:
+            tx.after(AFTER_GROUP_READ, {"sendID": owner, "groupID": side.group_id,
+                                        "conversationID": conv, "seqs": seqs})
+
+    await hub.write(ctx, write)

@@ -1,0 +1,148 @@
+"""Pushing a stored chat message: to live connections, and offline for the rest.
+
+After the commit of a message (in commit order, from the committer's post-commit work):
+
+- Online: `Signals.messages_stored` hands the message to the gateway for every
+  recipient (single chat: recipient and sender; group: every member), the sending
+  connection excepted. When a beforeOnlinePush handler wants the hook, the push to
+  the other users waits for it in a background task and goes to the `userIDList` it
+  answers (narrowing only: a user it adds is ignored); a deny pushes to nobody but the
+  sender's own devices, which always get it at once.
+- Offline: recipients other than the sender with no live connection (`hub.presence`)
+  go through beforeOfflinePush, which may change `userIDList` (again narrowing only,
+  so a backend cannot send a message to someone outside the conversation) and
+  `offlinePushInfo`, or veto. Then an afterOfflinePush event carrying both is written
+  through `hub.write`: the durable outbox row a push provider consumes. A changed
+  `offlinePushInfo` that is not `{title, desc, ex}` strings is ignored (logged).
+
+The offline part runs as a background task so that the sender's ack does not wait for
+a push hook; tasks are kept and `drain()`ed when the hub closes. The decision to push
+is taken after the message's commit, so an offline push is lost if the process dies
+between that commit and the afterOfflinePush write (the message itself is not: the
+recipient syncs it by seq on the next connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine, Iterable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from ..bus import Handler, Hook, hook
+from ..bus.bus import Drop
+from ..context import Ctx
+from ..errors import ApiError
+from ._schema import Req, Text
+
+if TYPE_CHECKING:
+    from ..core import Hub
+    from ..tx import Tx
+
+Origin = tuple[str, int, str]
+Msg = dict[str, Any]
+
+BEFORE_ONLINE = hook("beforeOnlinePush")
+BEFORE_OFFLINE = hook("beforeOfflinePush")
+AFTER_OFFLINE = hook("afterOfflinePush")
+
+log = logging.getLogger("imhub.push")
+
+
+class OfflinePushInfo(Req):
+    title: Text = ""
+    desc: Text = ""
+    ex: Text = ""
+
+
+def _push_payload(msg: Msg, user_ids: list[str]) -> dict[str, Any]:
+    return {"userIDList": user_ids, **{k: msg[k] for k in AFTER_OFFLINE.fields
+                                       if k != "userIDList"},
+            "conversationID": msg["conversationID"]}
+
+
+class Pusher:
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def message_stored(self, ctx: Ctx, msg: Msg, recipients: Iterable[str],
+                       origin: Origin | None) -> None:
+        """Push a committed chat message (`msg` in wire form) to `recipients`, the sender
+        included, and start its offline push."""
+        hub, t = self._hub, ctx.tenant_id
+        sender = msg["sendID"]
+        users = list(dict.fromkeys(recipients))
+        others = [u for u in users if u != sender]
+        online = hub.presence.online_user_ids(t, others) if others else set()
+        if online and self._hooked(BEFORE_ONLINE, t):
+            if sender in users:
+                hub.signals.messages_stored(t, {sender: [msg]}, origin)
+            self._spawn(self._online(ctx, msg, [u for u in others if u in online], origin))
+        else:
+            hub.signals.messages_stored(t, {u: [msg] for u in users}, origin)
+        offline = [u for u in others if u not in online]
+        if offline:
+            self._spawn(self._offline(ctx, msg, offline))
+
+    async def drain(self) -> None:
+        """Wait for pushes in flight (shutdown, tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _hooked(self, hk: Hook, tenant_id: str) -> bool:
+        return any(type(h).before is not Handler.before and h.wants(hk, tenant_id)
+                   for h in self._hub.bus.handlers)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _verdict(self, ctx: Ctx, hk: Hook, msg: Msg, user_ids: list[str]
+                       ) -> dict[str, Any] | None:
+        """The hook's folded payload with userIDList narrowed, or None for a veto."""
+        payload = _push_payload(msg, user_ids)
+        try:
+            out = await self._hub.bus.before(hk, ctx.tenant_id, ctx.operation_id, payload)
+        except ApiError as exc:
+            log.info("%s vetoed the push of %s: %s", hk.name, msg["serverMsgID"], exc.msg,
+                     extra={"operationID": ctx.operation_id})
+            return None
+        assert not isinstance(out, Drop)  # push hooks are not message hooks
+        if out is payload:
+            return payload
+        answered = out.get("userIDList")
+        keep = set(answered) if isinstance(answered, list) else set(user_ids)
+        out["userIDList"] = [u for u in user_ids if u in keep]
+        return out
+
+    async def _online(self, ctx: Ctx, msg: Msg, online: list[str],
+                      origin: Origin | None) -> None:
+        out = await self._verdict(ctx, BEFORE_ONLINE, msg, online)
+        if out and out["userIDList"]:
+            self._hub.signals.messages_stored(
+                ctx.tenant_id, {u: [msg] for u in out["userIDList"]}, origin)
+
+    async def _offline(self, ctx: Ctx, msg: Msg, offline: list[str]) -> None:
+        try:
+            out = await self._verdict(ctx, BEFORE_OFFLINE, msg, offline)
+            if not out or not out["userIDList"]:
+                return
+            try:
+                info = OfflinePushInfo.model_validate(out.get("offlinePushInfo") or {})
+            except ValidationError:
+                log.warning("beforeOfflinePush answered a bad offlinePushInfo; kept the "
+                            "message's", extra={"operationID": ctx.operation_id})
+                info = OfflinePushInfo.model_validate(msg["offlinePushInfo"])
+            event = {**out, "offlinePushInfo": info.model_dump()}
+
+            async def write(tx: Tx) -> None:
+                tx.after(AFTER_OFFLINE, event)
+
+            await self._hub.write(ctx, write, orm=False)
+        except Exception:
+            log.exception("offline push of %s failed", msg["serverMsgID"],
+                          extra={"operationID": ctx.operation_id})

@@ -1,0 +1,120 @@
+"""One client connection: who it is, when it last spoke, and its one writer.
+
+Frames to a client (replies, pushes, a kick, the close) are queued in order and written
+by one short-lived task per burst, so that replies of concurrent requests and pushes
+never interleave on the socket, a slow client never blocks whoever queued the frame, and
+an idle connection holds no task at all. State is in __slots__: a node holds tens of
+thousands of these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("imhub.gateway")
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+# Frames queued for a client that does not read: past this, it is cut off (it syncs by
+# seq when it comes back, so nothing is lost).
+_MAX_QUEUED = 2048
+# How long writing the close frame may take before the socket is dropped.
+_CLOSE_WRITE_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    code: int
+    reason: str
+
+
+class Connection:
+    __slots__ = ("_out", "_proto", "_send", "_tasks", "closing", "conn_id", "inflight",
+                 "kicked", "online", "operation_id", "platform_id", "seen", "tenant_id",
+                 "user_id")
+
+    def __init__(self, conn_id: str, tenant_id: str, user_id: str, platform_id: int,
+                 operation_id: str, send: Send, proto: Any, tasks: set[asyncio.Task[None]]
+                 ) -> None:
+        self.conn_id = conn_id
+        self.tenant_id = tenant_id
+        self.user_id = user_id
+        self.platform_id = platform_id
+        self.operation_id = operation_id
+        self.seen = time.monotonic()
+        self.inflight = 0
+        self.closing = False
+        self.kicked: str | None = None  # why this connection was kicked, if it was
+        self.online = False  # its afterUserOnline is written (so its offline will be)
+        self._send = send
+        # The uvicorn protocol when it stamps every byte received (hub/gateway/protocol.py).
+        self._proto = proto
+        self._tasks = tasks
+        self._out: list[str | _Close] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.conn_id} {self.tenant_id}/{self.user_id}/{self.platform_id}>"
+
+    def last_seen(self) -> float:
+        """When the client last sent anything (pings and pongs count when we can see them)."""
+        proto = self._proto
+        return max(self.seen, proto.imhub_seen) if proto is not None else self.seen
+
+    def write(self, frame: str) -> None:
+        """Queue a text frame; dropped once the connection is closing."""
+        if not self.closing:
+            self._queue(frame)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close after the frames already queued have been written."""
+        if not self.closing:
+            self._queue(_Close(code, reason))
+            self.closing = True
+
+    def abort(self) -> None:
+        """Drop the socket at once (a peer that neither reads nor answers)."""
+        self.closing = True
+        transport = getattr(self._proto, "transport", None)
+        if transport is not None:
+            transport.abort()
+
+    def _queue(self, item: str | _Close) -> None:
+        if self._out is None:
+            self._out = [item]
+            task = asyncio.get_running_loop().create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif len(self._out) < _MAX_QUEUED:
+            self._out.append(item)
+        else:
+            log.warning("%r reads too slowly; cut off", self)
+            self._out.clear()
+            self.abort()
+
+    async def _drain(self) -> None:
+        try:
+            while self._out:
+                batch, self._out = self._out, []
+                for item in batch:
+                    if isinstance(item, _Close):
+                        await self._write_close(item)
+                        return
+                    await self._send({"type": "websocket.send", "text": item})
+        except Exception as exc:  # the client went away while we wrote: nothing to do
+            log.debug("%r: write failed: %r", self, exc)
+            self.closing = True
+        finally:
+            self._out = None
+
+    async def _write_close(self, item: _Close) -> None:
+        try:
+            async with asyncio.timeout(_CLOSE_WRITE_SECONDS):
+                await self._send({"type": "websocket.close", "code": item.code,
+                                  "reason": item.reason})
+        except TimeoutError:
+            self.abort()

@@ -1,0 +1,124 @@
+"""uvicorn's WebSocket protocols, taught to note when a client last sent anything.
+
+ASGI shows an application data frames only, never the pings and pongs that keep a quiet
+connection alive, so the idle sweeper (hub/gateway/gateway.py) could not tell a client
+that pings from a dead one. These subclasses stamp the time of every byte received; the
+gateway finds the stamp through the `receive` callable uvicorn hands it. Under any other
+server the gateway still works, counting data frames only. They also hand /ws straight
+to the gateway's endpoint, past the ASGI layers a connection would otherwise keep
+suspended for its whole life (see `_direct`); other paths go to the app as usual.
+
+`imhub serve` runs with `uvicorn_options(settings)`: the protocol chosen by
+`gateway.ws`, no server-sent pings (the client keeps the connection alive, as OpenIM's
+clients do: a 1001 heartbeat or a WebSocket ping), the frame size limit, and
+permessage-deflate per `gateway.per_message_deflate`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from functools import cache
+from typing import Any
+
+from ..settings import Settings
+
+_BASES = {
+    "websockets-sansio": ("uvicorn.protocols.websockets.websockets_sansio_impl",
+                          "WebSocketsSansIOProtocol"),
+    "wsproto": ("uvicorn.protocols.websockets.wsproto_impl", "WSProtocol"),
+    "websockets": ("uvicorn.protocols.websockets.websockets_impl", "WebSocketProtocol"),
+}
+
+
+class Tracked:
+    """Mixin for a uvicorn WebSocket protocol: `imhub_seen` is when bytes last came in, and
+    /ws goes straight to the gateway."""
+
+    imhub_seen: float = 0.0
+
+    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]
+        self.app = _direct(config)
+
+    def data_received(self, data: bytes) -> None:
+        self.imhub_seen = time.monotonic()
+        super().data_received(data)  # type: ignore[misc]
+
+
+def _direct(config: Any) -> Any:
+    """The ASGI app for this server's connections: /ws to the gateway's endpoint itself,
+    the rest to the app as loaded.
+
+    A connection's coroutine stays suspended for as long as the connection lives, and
+    each ASGI layer it passes through (proxy headers, Starlette's two exception layers,
+    the router, the route) keeps a frame of it: about 5 KB per connection, a fifth of the
+    total. The endpoint answers its own errors, and uses neither the client address nor
+    anything else those layers add. Built once per server.
+    """
+    app = getattr(config, "_imhub_direct", None)
+    if app is not None:
+        return app
+    loaded = config.loaded_app
+    state = getattr(config.app, "state", None)
+    hub = getattr(state, "hub", None)
+    gateway = getattr(hub, "gateway", None)
+    if gateway is None:  # not imhub's app: leave it as it is
+        app = loaded
+    else:
+        from .gateway import PATH
+
+        endpoint = gateway.endpoint
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] == "websocket" and scope["path"] == scope.get("root_path",
+                                                                            "") + PATH:
+                await endpoint(scope, receive, send)
+            else:
+                await loaded(scope, receive, send)
+
+    config._imhub_direct = app
+    return app
+
+
+class _QuietRefusal:
+    """Mixin for the sans-I/O protocols: a refused upgrade (our 401) is a complete answer.
+
+    uvicorn logs "ASGI callable returned without completing handshake" at ERROR level after
+    a websocket.http.response, which would put an error line in the log for every bad
+    token a client tries.
+    """
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await super().send(message)  # type: ignore[misc]
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            self.handshake_complete = True
+
+
+@cache
+def protocol_class(name: str) -> type[asyncio.Protocol]:
+    """The tracked subclass of uvicorn's protocol `name` (see GatewaySettings.ws)."""
+    module, cls = _BASES[name]
+    base = getattr(importlib.import_module(module), cls)
+    # The legacy "websockets" protocol has a `send` of its own (and no such log line).
+    mixins = (Tracked,) if name == "websockets" else (Tracked, _QuietRefusal)
+    return type(f"Tracked{cls}", (*mixins, base), {})
+
+
+def tracked_protocol(receive: Any) -> Tracked | None:
+    """The tracked protocol behind an ASGI `receive`, if the server runs one."""
+    proto = getattr(receive, "__self__", None)
+    return proto if isinstance(proto, Tracked) else None
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn.Config keyword arguments for the gateway."""
+    gw = settings.gateway
+    return {
+        "ws": protocol_class(gw.ws),
+        "ws_max_size": settings.server.max_body_bytes,
+        "ws_per_message_deflate": gw.per_message_deflate,
+        "ws_ping_interval": None,
+        "ws_ping_timeout": None,
+    }

@@ -1,0 +1,122 @@
+"""What a client asks over its connection: 1001 GetNewestSeq, 1002 PullMsgBySeqList,
+1003 SendMsg and 2003 Logout.
+
+The requests of one connection run concurrently (a slow send does not hold up a
+heartbeat), up to `_MAX_INFLIGHT`; past that the reader waits for one to finish, so a
+client that floods gets TCP backpressure, not an unbounded pile of tasks. Each reply is
+queued on the connection's single writer.
+
+The `data` of 1002 and 1003 is validated with the request models of
+hub/domain/messages.py, exactly as over HTTP; `userID` and `sendID` default to the
+connection's user, and naming another user is 1002 (a user token acts as itself only).
+Logout replies, then closes this connection; the token stays valid (OpenIM's logout
+ends the session on this device, it does not revoke the login: /auth/force_logout does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from .. import logs
+from ..context import Actor, Ctx
+from ..errors import ApiError
+from . import frames
+from .connection import Connection
+from .frames import FrameError, ReqID, Request
+
+if TYPE_CHECKING:
+    from ..core import Hub
+
+log = logging.getLogger("imhub.gateway")
+
+_MAX_INFLIGHT = 32
+
+Handler = Callable[["Hub", Ctx, Connection, dict[str, Any]], Awaitable[Any]]
+
+
+def _messages() -> Any:
+    # Imported when first used: hub/domain/messages.py imports the Hub, which imports us.
+    from ..domain import messages
+
+    return messages
+
+
+async def _newest_seq(hub: Hub, ctx: Ctx, conn: Connection, data: dict[str, Any]) -> Any:
+    m = _messages()
+    req = m.NewestSeqReq.model_validate({"userID": conn.user_id, **data})
+    return await m.newest_seq(hub, ctx, req)
+
+
+async def _pull(hub: Hub, ctx: Ctx, conn: Connection, data: dict[str, Any]) -> Any:
+    m = _messages()
+    req = m.PullReq.model_validate({"userID": conn.user_id, **data})
+    return await m.pull_msg_by_seq(hub, ctx, req)
+
+
+async def _send(hub: Hub, ctx: Ctx, conn: Connection, data: dict[str, Any]) -> Any:
+    m = _messages()
+    req = m.SendMsgReq.model_validate({"sendID": conn.user_id, **data})
+    return await m.send_msg(hub, ctx, req, origin=(conn.user_id, conn.platform_id,
+                                                   conn.conn_id))
+
+
+_HANDLERS: dict[int, Handler] = {
+    ReqID.GET_NEWEST_SEQ: _newest_seq,
+    ReqID.PULL_MSG_BY_SEQ: _pull,
+    ReqID.SEND_MSG: _send,
+}
+
+
+def _validation_msg(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "data"
+    return f"data.{loc}: {err['msg']}"
+
+
+class Requests:
+    def __init__(self, hub: Hub, tasks: set[asyncio.Task[None]]) -> None:
+        self._hub = hub
+        self._tasks = tasks
+
+    def handle(self, conn: Connection, text: str) -> Awaitable[None] | None:
+        """Take one text frame; return an awaitable when the reader must wait for it."""
+        try:
+            req = frames.parse(text)
+        except FrameError as exc:
+            conn.write(frames.error_reply(exc))
+            return None
+        if req.req_identifier == ReqID.LOGOUT:
+            conn.write(frames.reply(req.req_identifier, req.msg_incr, req.operation_id))
+            conn.close(1000, "logged out")
+            return None
+        conn.inflight += 1
+        run = self._run(conn, req)
+        if conn.inflight > _MAX_INFLIGHT:
+            return run
+        task = asyncio.create_task(run)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return None
+
+    async def _run(self, conn: Connection, req: Request) -> None:
+        logs.operation_id.set(req.operation_id)
+        ctx = Ctx(Actor(conn.tenant_id, conn.user_id, conn.platform_id), req.operation_id)
+        code, msg, data = 0, "", None
+        try:
+            data = await _HANDLERS[req.req_identifier](self._hub, ctx, conn, req.data)
+        except ValidationError as exc:
+            code, msg = 1001, _validation_msg(exc)
+        except ApiError as exc:
+            code, msg = exc.code, exc.msg
+        except Exception:
+            log.exception("request %s on %r", req.req_identifier, conn)
+            code, msg = 500, "internal error"
+        finally:
+            conn.inflight -= 1
+        conn.write(frames.reply(req.req_identifier, req.msg_incr, req.operation_id,
+                                err_code=code, err_msg=msg, data=data))

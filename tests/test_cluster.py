@@ -1,0 +1,223 @@
+"""Several nodes (CONTRACT 8): two servers on one PostgreSQL schema and one Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.conftest import PG_URL, REDIS_URL, Database, Server, TenantHandle, settings_for
+from tests.gateway._client import Client
+
+TTL = 1.0  # gateway.node_ttl_seconds: a dead node's users go offline within it
+
+
+@pytest.fixture
+async def pg() -> AsyncIterator[Database]:
+    schema = "t_" + secrets.token_hex(6)
+    engine = create_async_engine(PG_URL)
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield Database(PG_URL, schema)
+    finally:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        await engine.dispose()
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[tuple[Redis, str]]:
+    """A Redis client and a prefix of this test's own; its keys are deleted after."""
+    prefix = f"imhub-test-{secrets.token_hex(4)}:"
+    client = Redis.from_url(REDIS_URL)
+    yield client, prefix
+    keys = [k async for k in client.scan_iter(match=prefix + "*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+Nodes = tuple[TenantHandle, TenantHandle]
+
+
+@pytest.fixture
+async def nodes(pg: Database, redis: tuple[Redis, str],
+                make_server: Callable[..., Awaitable[Server]],
+                make_tenant: Callable[..., Awaitable[TenantHandle]]) -> Nodes:
+    """One tenant seen through node A and node B."""
+    settings = settings_for(pg, redis_url=REDIS_URL, redis_prefix=redis[1],
+                            gateway={"node_ttl_seconds": TTL})
+    a = await make_server(settings)
+    b = await make_server(settings)
+    ta = await make_tenant(a)
+    return ta, TenantHandle(b, ta.tenant_id, ta.admin)
+
+
+async def _status(t: TenantHandle, *users: str) -> dict[str, list[int]]:
+    data = await t.server.ok("/user/get_users_online_status", {"userIDs": list(users)},
+                             t.admin)
+    return {s["userID"]: s["platformIDs"] for s in data}
+
+
+async def _until(cond: Callable[[], Awaitable[bool]], within: float = 5) -> None:
+    """Poll `cond` (an HTTP question, which has no event to wait on) until it holds."""
+    async with asyncio.timeout(within):
+        while True:
+            if await cond():
+                return
+            await asyncio.sleep(0.02)
+
+
+async def _status_is(t: TenantHandle, want: dict[str, list[int]]) -> None:
+    async def ok() -> bool:
+        return await _status(t, *want) == want
+    await _until(ok)
+
+
+async def test_a_message_sent_on_one_node_reaches_the_other(nodes: Nodes) -> None:
+    ta, tb = nodes
+    await ta.users("alice", "bob")
+    bob_a = await Client.open(ta.server.ws_url, "bob", await ta.login("bob", 1), 1)
+    alice_b = await Client.open(tb.server.ws_url, "alice", await ta.login("alice", 1), 1)
+    bob_b = await Client.open(tb.server.ws_url, "bob", await ta.login("bob", 2), 2)
+    try:
+        # Presence is cluster-wide: both nodes see both users.
+        for t in nodes:
+            await _status_is(t, {"alice": [1], "bob": [1, 2]})
+        reply = await bob_a.send_text("alice", "across")
+        assert reply["errCode"] == 0, reply
+        for device in (alice_b, bob_b):  # the recipient, and the sender's other device
+            (m,) = await device.pushed_messages(1)
+            assert m["serverMsgID"] == reply["data"]["serverMsgID"]
+            assert orjson.loads(m["content"]) == {"content": "across"}
+        # And back, from B to A; the sending connection gets no push of its own message.
+        reply = await alice_b.send_text("bob", "back")
+        assert reply["errCode"] == 0
+        assert (await bob_a.pushed_messages(1))[0]["seq"] == 2
+        assert (await bob_b.pushed_messages(1))[0]["seq"] == 2
+        await asyncio.sleep(0.2)
+        assert alice_b.server_frames.empty()
+        # The node that sent sees the recipient online on the other: no offline push.
+        assert ta.server.hub.presence.online_user_ids(ta.tenant_id, ["alice"]) == {"alice"}
+    finally:
+        for c in (bob_a, alice_b, bob_b):
+            await c.close()
+    for t in nodes:
+        await _status_is(t, {"alice": [], "bob": []})
+
+
+async def test_relogin_on_one_node_kicks_the_connection_on_the_other(nodes: Nodes) -> None:
+    ta, tb = nodes
+    old, = await ta.users("alice")
+    c = await Client.open(tb.server.ws_url, "alice", old, 1)
+    try:
+        await _status_is(ta, {"alice": [1]})
+        await ta.login("alice", 1)  # through node A
+        kick = await c.next_push()
+        assert kick["reqIdentifier"] == 2002
+        await c.wait_closed()
+        status, body = await tb.server.post("/user/get_users_info", {"userIDs": ["alice"]},
+                                            old)
+        assert (status, body["errCode"]) == (401, 1502)
+        for t in nodes:
+            await _status_is(t, {"alice": []})
+    finally:
+        await c.close()
+
+
+async def test_a_newer_connection_on_one_node_kicks_the_older_on_the_other(
+        nodes: Nodes) -> None:
+    ta, tb = nodes
+    await ta.users("alice")
+    tok = await ta.login("alice", 3)
+    older = await Client.open(tb.server.ws_url, "alice", tok, 3)
+    newer = None
+    try:
+        await _status_is(ta, {"alice": [3]})
+        newer = await Client.open(ta.server.ws_url, "alice", tok, 3)
+        assert (await older.next_push())["reqIdentifier"] == 2002
+        await older.wait_closed()
+        assert (await newer.request(1001, {}))["errCode"] == 0
+        # The older connection's end does not take the newer one's entry with it.
+        await asyncio.sleep(0.3)
+        for t in nodes:
+            await _status_is(t, {"alice": [3]})
+    finally:
+        await older.close()
+        if newer is not None:
+            await newer.close()
+
+
+async def test_a_dead_nodes_connections_disappear(nodes: Nodes, redis: tuple[Redis, str]
+                                                 ) -> None:
+    ta, _ = nodes
+    await ta.users("alice")
+    client, prefix = redis
+    # A node that registered alice on platform 4 and then died: its heartbeat stops.
+    dead = "deadbeef"
+    await client.zadd(f"{prefix}nodes", {dead: time.time_ns() // 1_000_000})
+    await client.hset(f"{prefix}on:{ta.tenant_id}:alice", "4", f"{dead}.1")
+    await client.publish(f"{prefix}bus", orjson.dumps({
+        "k": "on", "n": dead, "t": ta.tenant_id, "u": "alice", "p": 4, "c": f"{dead}.1"}))
+    for t in nodes:
+        await _status_is(t, {"alice": [4]})
+
+    # No heartbeat for longer than the node TTL: offline everywhere.
+    async def gone() -> bool:
+        return all([await _status(t, "alice") == {"alice": []} for t in nodes])
+    await _until(gone, within=2 * TTL + 2)
+
+
+async def test_a_closing_node_takes_its_users_offline_at_once(
+        pg: Database, redis: tuple[Redis, str], make_server: Callable[..., Awaitable[Server]],
+        make_tenant: Callable[..., Awaitable[TenantHandle]]) -> None:
+    from tests.conftest import start_server
+
+    settings = settings_for(pg, redis_url=REDIS_URL, redis_prefix=redis[1],
+                            gateway={"node_ttl_seconds": 30})
+    a = await make_server(settings)
+    b, stop_b = await start_server(settings)
+    stopped = False
+    try:
+        ta = await make_tenant(a)
+        tok, = await ta.users("alice")
+        c = await Client.open(b.ws_url, "alice", tok, 1)
+        await _status_is(ta, {"alice": [1]})
+        await stop_b()
+        stopped = True
+        await _status_is(ta, {"alice": []})  # well within the 30 s node TTL
+        await c.close()
+    finally:
+        if not stopped:
+            await stop_b()
+
+
+async def test_a_lost_subscription_reloads_presence(nodes: Nodes, redis: tuple[Redis, str]
+                                                   ) -> None:
+    ta, _ = nodes
+    await ta.users("alice")
+    client, prefix = redis
+    cluster = ta.server.hub.cluster
+    assert cluster is not None
+    # An entry of a live node that node A never heard about (as if announced while A's
+    # subscription was down).
+    other = "0badcafe"
+    await client.zadd(f"{prefix}nodes", {other: time.time_ns() // 1_000_000 + 60_000})
+    await client.hset(f"{prefix}on:{ta.tenant_id}:alice", "7", f"{other}.1")
+    await asyncio.sleep(0.2)
+    assert await _status(ta, "alice") == {"alice": []}
+    # Cut node A's subscription; redis-py reconnects by itself, and A reloads presence.
+    name = f"{prefix}{cluster.node_id}"
+    killed = 0
+    for c in await client.client_list():
+        if c.get("name") == name and int(c.get("sub", 0)) > 0:
+            killed += await client.client_kill_filter(_id=c["id"])
+    assert killed == 1
+    await _status_is(ta, {"alice": [7]})
