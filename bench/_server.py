@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from _baseline import _wait_listening, free_port
 
 _BENCH_DIR = Path(__file__).resolve().parent

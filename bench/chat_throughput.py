@@ -36,8 +36,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _baseline import run_uvicorn_receiver  # noqa: E402
-from _server import Imhub, JsonClient, run_imhub  # noqa: E402
+from _baseline import run_uvicorn_receiver
+from _server import Imhub, JsonClient, run_imhub
 
 _TEXT = orjson.dumps({"content": "hello there, this is a chat message"}).decode()
 
@@ -223,14 +223,19 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--paced-rate", type=float, default=1000.0)
     ap.add_argument("--paced-seconds", type=float, default=5.0)
+    ap.add_argument("--without-delivery", action="store_true",
+                    help="turn the webhook delivery workers off, to see their share")
     args = ap.parse_args()
+    config = ({"webhooks": {"delivery": {"enabled": False}}} if args.without_delivery
+              else None)
 
     with run_uvicorn_receiver("chat_throughput:echo_app") as port:
         echo = asyncio.run(_measure_echo(port, args))
-    with run_imhub() as hub:
+    with run_imhub(config) as hub:
         out = asyncio.run(_measure_imhub(hub, args))
     rate = out["rate"]
-    print(f"pairs={args.pairs} window={args.window} seconds={args.seconds}")
+    print(f"pairs={args.pairs} window={args.window} seconds={args.seconds}"
+          f"{' (webhook delivery off)' if args.without_delivery else ''}")
     print(f"imhub chat:       {rate:8.0f} messages/s (stored, seq'd, afterSendSingleMsg)")
     print(f"bare WS echo:     {echo:8.0f} frames/s (baseline, same client)")
     print(f"ratio:            {rate / echo:8.1%} of the echo rate")

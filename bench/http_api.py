@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _server import Imhub, JsonClient, run_imhub  # noqa: E402
+from _server import Imhub, JsonClient, run_imhub
 
 _PLUGIN = {"plugins": [{"module": "_allow_all:AllowAll", "priority": 10}]}
 

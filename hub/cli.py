@@ -353,7 +353,8 @@ def _print_events(out: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"{out['total']} events", title_justify="left")
-    for column in ("eventID", "callbackCommand", "occurredAt", "deliveries", "last error"):
+    table.add_column("eventID", no_wrap=True)  # whole, so it can be copied into replay
+    for column in ("callbackCommand", "occurredAt", "deliveries", "last error"):
         table.add_column(column, overflow="fold")
     for ev in out["events"]:
         when = datetime.fromtimestamp(ev["occurredAt"] / 1000, UTC).strftime(

@@ -74,7 +74,7 @@ def _retryable(exc: BaseException) -> bool:
 
 class Committer:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], bus: Bus, *,
-                 sqlite: bool, writers: int = 1, max_batch: int = 64) -> None:
+                 sqlite: bool, writers: int = 1, max_batch: int = 256) -> None:
         self._sessions = sessions
         self._sqlite = sqlite
         self._bus = bus
@@ -83,6 +83,8 @@ class Committer:
         self._queue: asyncio.Queue[_Item] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._posts: set[asyncio.Task[None]] = set()
+        # Done when the last committed batch's callers have been answered.
+        self._resolved: asyncio.Future[None] | None = None
 
     async def write(self, ctx: Ctx, fn: WriteFn, *, orm: bool = True) -> Any:
         """Queue `fn` for the next batch; return its result once that batch has committed.
@@ -113,6 +115,8 @@ class Committer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks, self._queue = [], None
+        if self._resolved is not None:
+            await self._resolved  # callbacks run in order: every earlier batch is answered
         while self._posts:
             await asyncio.gather(*list(self._posts), return_exceptions=True)
 
@@ -164,8 +168,13 @@ class Committer:
                 for item in done:
                     if item.error is None:
                         item.tx, item.error = None, exc
-        for item in done:
-            self._resolve(item)
+        # Resolved from the loop's queue of callbacks rather than here: this writer goes
+        # straight on to the next batch, whose COMMIT (an fsync, in a thread) then
+        # overlaps the pushes of this one. Callbacks run in order, so pushes stay in
+        # commit order.
+        loop = asyncio.get_running_loop()
+        self._resolved = loop.create_future()
+        loop.call_soon(self._resolve_all, done, self._resolved)
         for item in retry:
             assert self._queue is not None
             self._queue.put_nowait(item)
@@ -174,6 +183,13 @@ class Committer:
         if item.orm or not self._sqlite:
             return session.begin_nested()
         return fast.savepoint(session)
+
+    def _resolve_all(self, items: list[_Item], resolved: asyncio.Future[None]) -> None:
+        try:
+            for item in items:
+                self._resolve(item)
+        finally:
+            resolved.set_result(None)
 
     def _resolve(self, item: _Item) -> None:
         if item.error is not None:

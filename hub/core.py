@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .auth import Tokens
 from .bus import Bus
@@ -16,6 +16,7 @@ from .cluster import Cluster
 from .committer import Committer
 from .context import Ctx
 from .db.engine import create_engine, create_read_engine, is_sqlite, migrate
+from .db.fast import Reader
 from .domain.notify import Notifier
 from .domain.push import Pusher
 from .gateway import Gateway
@@ -48,6 +49,8 @@ class Hub:
         self.read_engine = create_read_engine(db.url, echo=db.echo)
         self._reads = async_sessionmaker(self.read_engine or self.engine,
                                          expire_on_commit=False)
+        # Hot single-statement reads (hub/db/fast.py), cheaper than a session.
+        self.reads = Reader(self.read_engine or self.engine)
         # Tenants' webhooks are one more handler on the bus (hub/webhooks/before.py).
         self.webhook_configs = WebhookConfigs(self.sessions, settings.webhooks)
         self.bus.add(WebhookHandler(self.webhook_configs))
@@ -95,6 +98,7 @@ class Hub:
         await self.pusher.drain()  # offline pushes still write through the committer
         await self.committer.close()
         await self.bus.close()
+        await self.reads.close()
         if self.read_engine is not None:
             await self.read_engine.dispose()
         await self.engine.dispose()
@@ -132,12 +136,6 @@ class Hub:
         async with self._reads() as session:
             yield session
 
-    @asynccontextmanager
-    async def connect(self) -> AsyncIterator[AsyncConnection]:
-        """A bare read connection for the statements of hub/db/fast.py: no session, and no
-        transaction unless one is begun (a single statement needs none)."""
-        async with (self.read_engine or self.engine).connect() as conn:
-            yield conn
 
     async def ready(self) -> dict[str, bool]:
         checks: dict[str, bool] = {}

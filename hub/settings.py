@@ -49,7 +49,7 @@ class AuthSettings(_Section):
 class CommitSettings(_Section):
     """Group commit (hub/committer.py)."""
 
-    max_batch: int = Field(default=64, ge=1, le=10_000)
+    max_batch: int = Field(default=256, ge=1, le=10_000)
     # Writer tasks on PostgreSQL; SQLite always has one.
     pg_writers: int = Field(default=3, ge=1, le=64)
 

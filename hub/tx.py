@@ -19,7 +19,7 @@ from .db.models import Event
 PostCommit = Callable[[], Awaitable[None] | None]
 
 # Every column but the autoincrement `pos`, compiled once (hub/db/fast.py).
-_INSERT_EVENTS = Statement(insert(Event.__table__).values(
+_INSERT_EVENTS = Statement(insert(Event).values(
     {c.name: bindparam(c.name) for c in Event.__table__.columns if c.name != "pos"}))
 
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from hub.bus import hook
 from hub.context import Actor, Ctx
-from hub.db.models import ConversationSeq, User
+from hub.db.fast import Statement
+from hub.db.models import ConversationSeq, Event, User
 from hub.domain.seqs import allocate
 from hub.tx import Tx
 from tests.conftest import Database, Server, settings_for
@@ -72,6 +75,50 @@ async def test_failing_writes_roll_back_alone(server: Server) -> None:
     assert seq is not None and seq.max_seq == 200 - len(failed)  # no gap from a failure
     # Concurrent writes shared transactions.
     assert len(sessions) < 100
+
+
+_INSERT_USER = Statement(insert(User.__table__).values(
+    {c.name: bindparam(c.name) for c in User.__table__.columns}))
+_AFTER = hook("afterUserRegister")
+
+
+async def test_core_only_writes_roll_back_alone(server: Server) -> None:
+    # orm=False: on SQLite a plain SAVEPOINT instead of the session's begin_nested().
+    hub = server.hub
+
+    def write(i: int) -> Any:
+        async def fn(tx: Tx) -> int:
+            await allocate(tx.session, "t1", "c")
+            tx.after(_AFTER, {"userID": f"u{i}"})
+            user = "u-1" if i % 11 == 5 else f"u{i}"  # u-1 exists: a duplicate key
+            await _INSERT_USER.many(tx.session, [{
+                "tenant_id": "t1", "user_id": user, "nickname": "", "face_url": "",
+                "ex": "", "create_time": 0}])
+            if i % 7 == 3:
+                raise Boom(i)
+            return i
+        return fn
+
+    async def first(tx: Tx) -> None:
+        tx.session.add(_user(-1))
+
+    await hub.write(CTX, first)
+    outcomes = await asyncio.gather(*(hub.write(CTX, write(i), orm=False)
+                                      for i in range(150)), return_exceptions=True)
+    ok = {i for i, o in enumerate(outcomes) if o == i}
+    for i, o in enumerate(outcomes):
+        if i % 11 == 5:
+            assert isinstance(o, IntegrityError), o
+        elif i % 7 == 3:
+            assert isinstance(o, Boom)
+    assert ok == {i for i in range(150) if i % 11 != 5 and i % 7 != 3}
+    assert await _user_ids(server) == {"u-1"} | {f"u{i}" for i in ok}
+    async with hub.read() as s:
+        seq = await s.get(ConversationSeq, ("t1", "c"))
+        events = (await s.execute(select(Event.payload).where(
+            Event.tenant_id == "t1"))).scalars().all()
+    assert seq is not None and seq.max_seq == len(ok)
+    assert sorted(int(orjson.loads(p)["userID"][1:]) for p in events) == sorted(ok)
 
 
 async def test_callers_return_after_commit_and_post_commit_runs_in_order(

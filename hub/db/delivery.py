@@ -89,10 +89,12 @@ class WebhookDelivery(Base):
         Index("ix_webhook_deliveries_due", "next_attempt_at",
               postgresql_where=text("status = 'pending'"),
               sqlite_where=text("status = 'pending'")),
-        # The queue by endpoint: ordering keys, and pending counts.
+        # The queue of each key of key-ordered endpoints. Only rows with a key: an index
+        # on (tenant, endpoint) over every pending row tempts planners away from the
+        # primary key when a row is updated.
         Index("ix_webhook_deliveries_key", "tenant_id", "endpoint_id", "okey", "event_pos",
-              postgresql_where=text("status = 'pending'"),
-              sqlite_where=text("status = 'pending'")),
+              postgresql_where=text("status = 'pending' AND okey IS NOT NULL"),
+              sqlite_where=text("status = 'pending' AND okey IS NOT NULL")),
         # Failed rows are few and replayed by endpoint; an index over every row's
         # status would be rewritten at each attempt.
         Index("ix_webhook_deliveries_failed", "tenant_id", "endpoint_id", "event_pos",

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.sql import Executable
 
 from .sqlite import Connection as SQLiteConnection
@@ -39,19 +39,26 @@ class Statement:
         if found is None:
             compiled = self._stmt.compile(dialect=dialect)  # type: ignore[attr-defined]
             # positiontup: the bind names in the order of the positional parameters.
+            # Defaults: the values written into the statement (`min_seq=0`); a bind
+            # without one must come with the call (a KeyError otherwise, never a NULL).
             found = (compiled.string, tuple(compiled.positiontup or ()),
-                     dict(compiled.params))
+                     {k: v for k, v in compiled.params.items() if v is not None})
             self._compiled[dialect.name] = found
         return found
 
     def _args(self, names: tuple[str, ...], defaults: dict[str, Any], params: Params
               ) -> list[Any]:
-        return [params[n] if n in params else defaults[n] for n in names]
+        # A bind name may repeat (a subquery per check): look each up, defaults last.
+        merged = {**defaults, **params} if defaults else params
+        return [merged[n] for n in names]
 
     async def rows(self, on: AsyncConnection | AsyncSession, params: Params
                    ) -> list[Sequence[Any]]:
         """Run with `params` (by bind name); return every row."""
-        dialect, driver, adapter = await _driver(on)
+        return await self._rows(await _driver(on), params)
+
+    async def _rows(self, on: _Driver, params: Params) -> list[Sequence[Any]]:
+        dialect, driver, adapter = on
         sql, names, defaults = self._sql(dialect)
         args = self._args(names, defaults, params)
         try:
@@ -74,6 +81,40 @@ class Statement:
                 await driver.executemany(sql, args)  # asyncpg
         except Exception as exc:
             _reraise(dialect, adapter, sql, args, exc)
+
+
+class Reader:
+    """Reads of one statement each, for the hot paths.
+
+    On SQLite one read-only connection, kept, serves them all: a statement runs inline
+    and whole (hub/db/sqlite.py), so none interleaves with another, and borrowing a
+    pooled connection per read would cost more than the read. On PostgreSQL each read
+    borrows a pooled connection.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._kept: AsyncConnection | None = None
+        self._driver: _Driver | None = None
+
+    async def rows(self, stmt: Statement, params: Params) -> list[Sequence[Any]]:
+        if self._driver is not None:
+            return await stmt._rows(self._driver, params)
+        if self._engine.dialect.name != "sqlite":
+            async with self._engine.connect() as conn:
+                return await stmt.rows(conn, params)
+        conn = await self._engine.connect()
+        if self._kept is None:
+            self._kept, self._driver = conn, await _driver(conn)
+        else:
+            await conn.close()  # another caller kept one meanwhile
+        assert self._driver is not None
+        return await stmt._rows(self._driver, params)
+
+    async def close(self) -> None:
+        if self._kept is not None:
+            await self._kept.close()
+        self._kept = self._driver = None
 
 
 @asynccontextmanager

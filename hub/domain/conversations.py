@@ -77,7 +77,7 @@ def side_of(conversation_id: str, user_id: str) -> Side | None:
 
 
 def _insert(session: AsyncSession) -> Any:
-    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
 async def open_single(session: AsyncSession, tenant_id: str, conversation_id: str,
@@ -162,7 +162,7 @@ async def get_all_conversations(hub: Hub, ctx: Ctx, req: ConversationsReq
         latest = await _latest(s, t, {cid: mx for cid, (mx, _) in seqs.items() if mx})
         unread = await _unread(s, t, owner, {cid: r for cid, r in read.items()
                                              if seqs[cid][0] > r})
-    out = []
+    out: list[dict[str, Any]] = []
     for cid, (max_seq, _) in seqs.items():
         side = side_of(cid, owner)
         assert side is not None

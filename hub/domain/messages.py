@@ -53,7 +53,7 @@ import orjson
 from pydantic import Field, StringConstraints
 from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..api.routing import Router
 from ..bus import hook
@@ -86,7 +86,9 @@ from .conversations import (
     seqs_of,
     side_of,
 )
+from .groups import ADMIN, DISMISSED, MUTED, OWNER
 from .notify import NT
+from .push import OfflinePushInfo
 from .seqs import allocate, group_conversation_id, single_conversation_id
 from .wire import message_to_wire
 
@@ -107,17 +109,9 @@ AFTER_GROUP_READ = hook("afterGroupMsgRead")
 TEXT, TYPING = 101, 113
 STORED_TYPES = frozenset({*range(101, 112), 114})
 SENT, REVOKED = 2, 4
-OWNER, ADMIN = 100, 60  # group role levels (hub/domain/groups.py)
-DISMISSED, MUTED = 2, 3  # group status
 
 OptID = Annotated[str, StringConstraints(max_length=64, strip_whitespace=True)]
 ConvID = Annotated[str, StringConstraints(min_length=1, max_length=160, strip_whitespace=True)]
-
-
-class OfflinePushInfo(Req):
-    title: Text = ""
-    desc: Text = ""
-    ex: Text = ""
 
 
 class SendMsgReq(Req):
@@ -257,7 +251,7 @@ _FIRST_SEND = Statement(select(*_FIRST))
 _MEMBERS = Statement(select(
     GroupMember.user_id, GroupMember.role_level, GroupMember.mute_end_time).where(
     GroupMember.tenant_id == _p("t"), GroupMember.group_id == _p("group")))
-_INSERT_MESSAGE = Statement(insert(Message.__table__).values(
+_INSERT_MESSAGE = Statement(insert(Message).values(
     {c.name: _p(c.name) for c in Message.__table__.columns}))
 
 
@@ -270,12 +264,11 @@ def _earlier(first: Sequence[Any], client_msg_id: str) -> dict[str, Any] | None:
             "seq": seq}
 
 
-async def _single_target(hub: Hub, conn: AsyncConnection, t: str, req: SendMsgReq
-                         ) -> _Target:
+async def _single_target(hub: Hub, t: str, req: SendMsgReq) -> _Target:
     if not req.recvID:
         raise BadArgument("recvID is required for a single chat (sessionType 1)")
     conv = single_conversation_id(req.sendID, req.recvID)
-    [row] = await _SINGLE_CHECKS.rows(conn, {
+    [row] = await hub.reads.rows(_SINGLE_CHECKS, {
         "t": t, "send": req.sendID, "recv": req.recvID, "cmid": req.clientMsgID,
         "conv": conv})
     nick, recv_ok, blocked, friend = row[:4]
@@ -291,19 +284,19 @@ async def _single_target(hub: Hub, conn: AsyncConnection, t: str, req: SendMsgRe
     return _Target(conv, [req.recvID, req.sendID], nick, _earlier(row[4:], req.clientMsgID))
 
 
-async def _group_target(conn: AsyncConnection, t: str, req: SendMsgReq) -> _Target:
+async def _group_target(hub: Hub, t: str, req: SendMsgReq) -> _Target:
     if not req.groupID:
         raise BadArgument("groupID is required for a group chat (sessionType 3)")
     conv = group_conversation_id(req.groupID)
     params = {"t": t, "send": req.sendID, "group": req.groupID, "cmid": req.clientMsgID,
               "conv": conv}
-    [row] = await _GROUP_CHECKS.rows(conn, params)
+    [row] = await hub.reads.rows(_GROUP_CHECKS, params)
     nick, status = row[:2]
     if status is None:
         raise NotFound(f"group {req.groupID} not found")
     if status == DISMISSED:
         raise GroupDismissed(f"group {req.groupID} is dismissed")
-    members = await _MEMBERS.rows(conn, params)
+    members = await hub.reads.rows(_MEMBERS, params)
     me = next((m for m in members if m[0] == req.sendID), None)
     if me is None:
         raise NotGroupMember(f"{req.sendID} is not a member of group {req.groupID}")
@@ -318,8 +311,7 @@ async def _group_target(conn: AsyncConnection, t: str, req: SendMsgReq) -> _Targ
 
 
 async def _first_send(hub: Hub, tenant_id: str, m: _Draft) -> dict[str, Any] | None:
-    async with hub.connect() as conn:
-        [row] = await _FIRST_SEND.rows(conn, {"t": tenant_id, "send": m.send_id,
+    [row] = await hub.reads.rows(_FIRST_SEND, {"t": tenant_id, "send": m.send_id,
                                               "cmid": m.client_msg_id,
                                               "conv": m.conversation_id})
     return _earlier(row, m.client_msg_id)
@@ -341,9 +333,7 @@ async def send_msg(hub: Hub, ctx: Ctx, req: SendMsgReq, *, origin: Origin | None
     _check_content(req.contentType, req.content, typing_ok=True)
     t = ctx.tenant_id
     single = req.sessionType == SINGLE
-    async with hub.connect() as conn:
-        target = await (_single_target(hub, conn, t, req) if single
-                        else _group_target(conn, t, req))
+    target = await (_single_target(hub, t, req) if single else _group_target(hub, t, req))
     if target.first is not None:
         return target.first
     platform = origin[1] if origin else ctx.actor.platform_id

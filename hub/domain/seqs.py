@@ -43,6 +43,6 @@ async def allocate(session: AsyncSession, tenant_id: str, conversation_id: str, 
                    ) -> int:
     """Reserve n seqs; return the first. One upsert: it takes the row lock on PostgreSQL and
     runs under the single writer on SQLite, so concurrent senders queue and never collide."""
-    [(last,)] = await _ALLOCATE[session.bind.dialect.name].rows(
+    [(last,)] = await _ALLOCATE[session.get_bind().dialect.name].rows(
         session, {"t": tenant_id, "c": conversation_id, "n": n})
     return int(last) - n + 1

@@ -32,11 +32,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from sqlalchemy import bindparam, func, select, text, tuple_, update
+from sqlalchemy import Table, bindparam, func, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..clock import now_ms
@@ -83,23 +83,27 @@ _LANE_SECONDS = 2.0
 _LANE_MIN_HELD = 256
 _RATE_WINDOW = 0.25
 # The recorder lets results gather this long while attempts are in flight.
-_RECORD_LINGER = 0.02
+_RECORD_LINGER = 0.05
 _RECORD_BATCH = 2_000
 
-_deliveries = WebhookDelivery.__table__
-_endpoints = WebhookEndpoint.__table__
-_events = Event.__table__
+_deliveries = cast(Table, WebhookDelivery.__table__)
+_endpoints = cast(Table, WebhookEndpoint.__table__)
+_events = cast(Table, Event.__table__)
 
 # The per-attempt writes, as driver SQL (see dispatch.driver_sql).
 _INSERT_ATTEMPT = (
     "INSERT INTO webhook_attempts (tenant_id, event_id, endpoint_id, attempt, status_code,"
     " latency_ms, error, response, worker, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-# `status = 'pending'`: an endpoint disabled meanwhile failed the row, and that stands.
+# `status = ?` (always 'pending'): an endpoint disabled meanwhile failed the row, and
+# that stands. Bound, not spelled out, so that no planner prefers a partial index on
+# pending rows to the primary key (PostgreSQL's generic plans did, scanning the queue
+# for every row).
 _UPDATE_DELIVERY = (
     "UPDATE webhook_deliveries SET status = ?, attempts = ?, tries = ?, next_attempt_at = ?,"
     " lease_owner = '', lease_until = 0, last_status = ?, last_error = ?, update_time = ?"
     " WHERE tenant_id = ? AND event_id = ? AND endpoint_id = ? AND lease_owner = ?"
-    " AND status = 'pending'")
+    " AND status = ?")
+_FIXED_HEADERS = (("Content-Type", "application/json"), ("User-Agent", USER_AGENT))
 _OUTCOMES = {name: deliveries_total.labels(name)
              for name in ("delivered", "retry", "failed", "gone")}
 
@@ -221,9 +225,12 @@ def next_delay(schedule: tuple[float, ...], tries: int, retry_after: float | Non
 
 class DeliveryEngine:
     def __init__(self, engine: AsyncEngine, settings: DeliverySettings, *,
+                 read_engine: AsyncEngine | None = None,
                  allow_networks: Iterable[str] = (), configs: ConfigSource | None = None,
                  release_leases_on_start: bool | None = None) -> None:
         self._db = engine
+        # Reads that need no transaction (SQLite: beside the writer, not after it).
+        self._reads = read_engine or engine
         self._dialect = engine.dialect.name
         self._s = settings
         self._configs = configs
@@ -253,7 +260,8 @@ class DeliveryEngine:
         self._closing = False
         self._started = False
         self._transport: FastTransport | None = None
-        self._in_flight: asyncio.Semaphore | None = None
+        self._senders = 0  # lane workers, each with at most one attempt in flight
+        self._short = False  # a lane went without a worker for lack of maxInFlight
         self._intake: asyncio.Event | None = None
         self._want_dispatch = True
         self._want_claim = True
@@ -266,6 +274,7 @@ class DeliveryEngine:
     @classmethod
     def for_hub(cls, hub: Hub) -> DeliveryEngine:
         return cls(hub.engine, hub.settings.webhooks.delivery,
+                   read_engine=getattr(hub, "read_engine", None),
                    allow_networks=hub.settings.webhooks.allow_networks,
                    configs=getattr(hub, "webhook_configs", None))
 
@@ -296,7 +305,6 @@ class DeliveryEngine:
             max_connections_per_origin=self._s.max_in_flight, idle_timeout=4.0,
             max_response_bytes=RESPONSE_KEEP, connect_guard=self._guard.resolve,
             timeout=self._s.timeout)
-        self._in_flight = asyncio.Semaphore(self._s.max_in_flight)
         self._intake = asyncio.Event()
         self._record_wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
@@ -384,7 +392,7 @@ class DeliveryEngine:
         stays in the outbox for another node, or for when lanes here have drained."""
         policies = Policies(self._configs)
         for _ in range(10):
-            async with self._db.connect() as conn:
+            async with self._reads.connect() as conn:
                 tenants = await undispatched_tenants(conn, limit)
             await policies.load(tenants)  # with the connection back: it may need it
             now = now_ms()
@@ -417,17 +425,19 @@ class DeliveryEngine:
 
     def _taker(self) -> Callable[[EndpointInfo], bool]:
         """Room for fresh deliveries, counted per endpoint and in all."""
-        taken: dict[tuple[str, str], int] = {}
+        room: dict[tuple[str, str], int] = {}  # per endpoint, for this batch
         total = self._held
 
         def take(info: EndpointInfo) -> bool:
             nonlocal total
             key = (info.tenant_id, info.endpoint_id)
-            lane = self._lanes.get(key)
-            mine = taken.get(key, 0) + (lane.held if lane is not None else 0)
-            if total >= self._cap or mine >= self._lane_cap(lane):
+            left = room.get(key)
+            if left is None:
+                lane = self._lanes.get(key)
+                left = self._lane_cap(lane) - (lane.held if lane is not None else 0)
+            if total >= self._cap or left <= 0:
                 return False
-            taken[key] = taken.get(key, 0) + 1
+            room[key] = left - 1
             total += 1
             return True
 
@@ -511,7 +521,7 @@ class DeliveryEngine:
         self._stale.clear()
         if not keys:
             return
-        async with self._db.connect() as conn:
+        async with self._reads.connect() as conn:
             fresh = await self._load_endpoints(conn, keys)
         for key, lane in list(self._lanes.items()):
             info = fresh.get(key)
@@ -549,15 +559,22 @@ class DeliveryEngine:
         lane.queue.append(job)
         lane.held += 1
         self._held += 1
-        limit = info.max_concurrency or self._s.endpoint_concurrency
+        self._staff(lane)
+
+    def _staff(self, lane: _Lane) -> None:
+        """Start a worker for the lane if its concurrency and the node's allow one."""
+        limit = lane.info.max_concurrency or self._s.endpoint_concurrency
         if lane.workers < limit and lane.workers < len(lane.queue):
+            if self._senders >= self._s.max_in_flight:
+                self._short = True
+                return
             lane.workers += 1
+            self._senders += 1
             task = asyncio.create_task(self._lane_worker(lane))
             self._workers.add(task)
             task.add_done_callback(self._workers.discard)
 
     async def _lane_worker(self, lane: _Lane) -> None:
-        assert self._in_flight is not None
         try:
             while lane.queue and not self._closing:
                 job = lane.queue.popleft()
@@ -569,10 +586,16 @@ class DeliveryEngine:
                     continue
                 if lane.info.rate_limit:
                     await self._pace(lane)
-                async with self._in_flight:
-                    await self._attempt(lane, job)
+                await self._attempt(lane, job)
         finally:
             lane.workers -= 1
+            self._senders -= 1
+            if self._short and not self._closing:
+                # maxInFlight kept some lane short of workers: one is free now.
+                self._short = False
+                for other in self._lanes.values():
+                    if len(other.queue) > other.workers:
+                        self._staff(other)
 
     async def _pace(self, lane: _Lane) -> None:
         loop = asyncio.get_running_loop()
@@ -588,8 +611,7 @@ class DeliveryEngine:
         wall = time.time()
         stamp = int(wall)
         headers = (
-            ("Content-Type", "application/json"),
-            ("User-Agent", USER_AGENT),
+            *_FIXED_HEADERS,
             ("operationID", job.operation_id),
             ("webhook-id", job.event_id),
             ("webhook-timestamp", str(stamp)),
@@ -701,7 +723,8 @@ class DeliveryEngine:
             attempts.append((j.tenant_id, j.event_id, j.endpoint_id, attempt, o.code,
                              round(o.latency * 1000, 3), o.error, o.response, self.node, o.at))
             updates.append((o.status, attempt, j.tries + 1, o.next_attempt_at, o.code,
-                            o.error, o.at, j.tenant_id, j.event_id, j.endpoint_id, self.node))
+                            o.error, o.at, j.tenant_id, j.event_id, j.endpoint_id, self.node,
+                            PENDING))
             key = (j.tenant_id, j.endpoint_id)
             c = counters.setdefault(key, [0, 0, 0, "", 0])
             if o.status == DELIVERED:
@@ -754,7 +777,7 @@ class DeliveryEngine:
 
     async def update_gauges(self) -> None:
         """queue_depth and oldest_pending_seconds per endpoint ("tenantID/endpointID")."""
-        async with self._db.connect() as conn:
+        async with self._reads.connect() as conn:
             rows = (await conn.execute(
                 select(_deliveries.c.tenant_id, _deliveries.c.endpoint_id, func.count(),
                        func.min(_deliveries.c.create_time))

@@ -22,11 +22,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
-from sqlalchemy import select, text
-from sqlalchemy.engine import Result
+from sqlalchemy import Table, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from ..bus.catalogue import BY_COMMAND
@@ -40,8 +39,8 @@ DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000
 # Any constant that no other part of imhub uses as an advisory lock key.
 _DISPATCH_LOCK = 726411004
 
-_endpoints = WebhookEndpoint.__table__
-_deliveries = WebhookDelivery.__table__
+_endpoints = cast(Table, WebhookEndpoint.__table__)
+_deliveries = cast(Table, WebhookDelivery.__table__)
 
 # Hot-path statements go to the driver as they are: executemany of plain tuples skips
 # SQLAlchemy's per-row parameter processing, which costs more than the database.
@@ -146,6 +145,10 @@ class OutboxEvent:
                    row.operation_id, row.payload.encode())
 
 
+def _by_pos(event: OutboxEvent) -> int:
+    return event.pos
+
+
 @dataclass(slots=True)
 class Fanout:
     """One delivery created by a dispatch: the event, its endpoint, and the retry schedule."""
@@ -185,15 +188,20 @@ async def fan_out(db: AsyncConnection, events: Sequence[OutboxEvent], policies: 
     which wait their turn through the claim query) are inserted already leased to
     `lease_owner`, so the caller can send them without claiming them again."""
     result = Dispatched(events=len(events))
-    by_tenant = await enabled_endpoints(db, (e.tenant_id for e in events))
+    by_tenant = await enabled_endpoints(db, {e.tenant_id for e in events})
     rows: list[tuple[Any, ...]] = []
+    # A batch repeats few (tenant, command) pairs: decide each one's endpoints once.
+    targets: dict[tuple[str, str], list[EndpointInfo]] = {}
     for ev in events:
-        endpoints = [ep for ep in by_tenant.get(ev.tenant_id, ())
-                     if ep.admits(ev.callback_command)]
+        pair = (ev.tenant_id, ev.callback_command)
+        endpoints = targets.get(pair)
+        if endpoints is None:
+            endpoints = targets[pair] = [ep for ep in by_tenant.get(ev.tenant_id, ())
+                                         if ep.admits(ev.callback_command)]
         if not endpoints:
             continue
         policy = policies.get(ev.tenant_id)
-        if not policy.admits(ev.callback_command, ev.body):
+        if policy.config is not None and not policy.admits(ev.callback_command, ev.body):
             continue
         for ep in endpoints:
             ordered = ep.ordering == "key"
@@ -221,11 +229,10 @@ async def undispatched_tenants(conn: AsyncConnection, limit: int) -> set[str]:
     return set(rows.scalars())
 
 
-def _take_batch_sql(dialect: str) -> str:
-    lock = " FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else ""
-    return ("UPDATE events SET dispatched = 1 WHERE pos IN ("
-            f"SELECT pos FROM events WHERE dispatched = 0 ORDER BY pos LIMIT :n{lock}) "
-            "RETURNING pos, event_id, tenant_id, callback_command, key, operation_id, payload")
+_TAKE_BATCH = (
+    "UPDATE events SET dispatched = 1 WHERE pos IN ("
+    "SELECT pos FROM events WHERE dispatched = 0 ORDER BY pos LIMIT ?{lock}) "
+    "RETURNING pos, event_id, tenant_id, callback_command, key, operation_id, payload")
 
 
 async def dispatch_batch(conn: AsyncConnection, policies: Policies, *, limit: int, now: int,
@@ -236,13 +243,17 @@ async def dispatch_batch(conn: AsyncConnection, policies: Policies, *, limit: in
     `policies` must hold the batch's tenants (see `undispatched_tenants`); one that
     committed its first event since raises PolicyNotLoaded: roll back and go again.
     """
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _DISPATCH_LOCK})
+    postgresql = conn.dialect.name == "postgresql"
+    if postgresql:
+        await conn.exec_driver_sql("SELECT pg_advisory_xact_lock($1)", (_DISPATCH_LOCK,))
     # One statement takes the batch and marks it, so on SQLite the transaction holds the
     # write lock from its first statement (no read-then-write upgrade to fail).
-    taken: Result[Any] = await conn.execute(text(_take_batch_sql(dialect)), {"n": limit})
-    events = sorted((OutboxEvent.of(r) for r in taken), key=lambda e: e.pos)
+    sql = _TAKE_BATCH.format(lock=" FOR UPDATE SKIP LOCKED" if postgresql else "")
+    taken: list[Any] = list(await conn.exec_driver_sql(driver_sql(conn, sql), (limit,)))
+    # RETURNING gives no order; commit order is what key-ordered endpoints need.
+    events = [OutboxEvent(pos, eid, tenant, command, key, op, payload.encode())
+              for pos, eid, tenant, command, key, op, payload in taken]
+    events.sort(key=_by_pos)
     if not events:
         return Dispatched()
     return await fan_out(conn, events, policies, now=now, lease_owner=lease_owner,

@@ -352,6 +352,9 @@ async def rotate_secret(hub: Hub, ctx: Ctx, req: RotateReq) -> dict[str, Any]:
 
     await hub.write(ctx, write)
     _changed(hub, ctx.tenant_id, req.endpointID)
+    if req.endpointID == CONFIG_ENDPOINT_ID:
+        # Before hooks are signed with the config endpoint's secret too.
+        hub.webhook_configs.forget(ctx.tenant_id)
     return {"secret": secret, "previousSecretExpiresAt": until}
 
 

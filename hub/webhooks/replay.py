@@ -14,11 +14,11 @@ of one transaction each, so a long replay neither holds the database nor starts 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import orjson
 from pydantic import Field, model_validator
-from sqlalchemy import Select, and_, exists, func, select, tuple_, update
+from sqlalchemy import Select, Table, and_, exists, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..api.routing import Router
@@ -45,10 +45,10 @@ if TYPE_CHECKING:
 
 router = Router()
 
-_events = Event.__table__
-_deliveries = WebhookDelivery.__table__
-_attempts = WebhookAttempt.__table__
-_endpoints = WebhookEndpoint.__table__
+_events = cast(Table, Event.__table__)
+_deliveries = cast(Table, WebhookDelivery.__table__)
+_attempts = cast(Table, WebhookAttempt.__table__)
+_endpoints = cast(Table, WebhookEndpoint.__table__)
 
 REPLAY_CHUNK = 500
 Progress = Callable[[int], None]
@@ -302,7 +302,7 @@ async def replay_failed(db: AsyncEngine, tenant_id: str, endpoint_id: str, *,
 async def events_list(hub: Hub, ctx: Ctx, req: ListReq) -> dict[str, Any]:
     """After events, newest first, with their deliveries and attempts."""
     p = req.pagination
-    return await list_events(hub.engine, ctx.tenant_id, status=req.status,
+    return await list_events(hub.read_engine or hub.engine, ctx.tenant_id, status=req.status,
                              command=req.callbackCommand, endpoint_id=req.endpointID,
                              since=req.since, until=req.until, page=p.pageNumber,
                              size=p.showNumber)

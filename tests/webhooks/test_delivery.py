@@ -4,11 +4,15 @@ loopback port, real SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import orjson
 import pytest
+import yaml
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.responses import Response
 
@@ -490,3 +494,49 @@ async def test_outbox_rows_of_a_cold_tenant_go_out(sq_tenant: TenantHandle,
     await hub.write(Ctx(Actor(sq_tenant.tenant_id), "op-cold"), write)
     await receiver.wait_for(lambda r: len(r.ok()) == 1, timeout=5)
     assert receiver.hits[0].headers["operationid"] == "op-cold"
+
+
+def _imhub(config: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from hub.cli import main; sys.exit(main())",
+         *args, "--config", str(config)], capture_output=True, text=True, timeout=60)
+
+
+async def test_cli_lists_and_replays_while_the_server_runs(
+        sqlite_database: Database, make_server: Callable[..., Awaitable[Server]],
+        make_tenant: Callable[..., Awaitable[TenantHandle]], receiver: Receiver,
+        tmp_path: Any) -> None:
+    srv = await make_server(delivery_settings(sqlite_database))
+    t = await make_tenant(srv)
+    await set_config(t, afterUserRegister={"enable": True}, retrySchedule=[0])
+    receiver.answer = lambda hit: Response("down", status_code=500)
+    ep = await add_endpoint(t, receiver.url)
+    await register(t, "a", "b", "c")
+    await receiver.wait_for(lambda r: len(r.hits) == 3)
+    for hit in receiver.hits:
+        await wait_status(t, hit.webhook_id, "failed")
+    config = tmp_path / "cli.yml"
+    config.write_text(yaml.safe_dump({"database": {"url": sqlite_database.url}}))
+
+    async def imhub(*args: str) -> str:
+        out = await asyncio.to_thread(_imhub, config, *args)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    listed = orjson.loads(await imhub("events", "list", "--tenant", t.tenant_id,
+                                      "--status", "failed", "--json"))
+    assert listed["total"] == 3
+    assert {e["deliveries"][0]["status"] for e in listed["events"]} == {"failed"}
+    receiver.answer = None
+    one = listed["events"][0]["eventID"]
+    out = await imhub("events", "replay", "--tenant", t.tenant_id, "--event", one)
+    assert out.strip() == "requeued 1 deliveries"
+    await receiver.wait_for(lambda r: r.delivered_ids() == {one})
+    out = await imhub("events", "replay", "--tenant", t.tenant_id,
+                      "--endpoint", ep["endpointID"], "--since", "0")
+    assert out.strip() == "requeued 2 deliveries"
+    await receiver.wait_for(lambda r: len(r.delivered_ids()) == 3)
+    table = await imhub("events", "list", "--tenant", t.tenant_id)
+    assert "3 events" in table and one in table
+    bad = await asyncio.to_thread(_imhub, config, "events", "list", "--tenant", "nobody")
+    assert bad.returncode == 2 and "tenant nobody not found" in bad.stderr

@@ -17,6 +17,7 @@ depends_on = None
 
 _PENDING = sa.text("status = 'pending'")
 _FAILED = sa.text("status = 'failed'")
+_KEYED = sa.text("status = 'pending' AND okey IS NOT NULL")
 
 
 def upgrade() -> None:
@@ -69,7 +70,7 @@ def upgrade() -> None:
                     postgresql_where=_PENDING, sqlite_where=_PENDING)
     op.create_index("ix_webhook_deliveries_key", "webhook_deliveries",
                     ["tenant_id", "endpoint_id", "okey", "event_pos"],
-                    postgresql_where=_PENDING, sqlite_where=_PENDING)
+                    postgresql_where=_KEYED, sqlite_where=_KEYED)
     op.create_index("ix_webhook_deliveries_failed", "webhook_deliveries",
                     ["tenant_id", "endpoint_id", "event_pos"],
                     postgresql_where=_FAILED, sqlite_where=_FAILED)
