@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 import orjson
@@ -31,7 +31,7 @@ def _settings(config_path: str | None, **overrides: Any) -> Settings:
         _fail(str(exc))
 
 
-def _fail(msg: str) -> Any:
+def _fail(msg: str) -> NoReturn:
     click.echo(f"imhub: error: {msg}", err=True)
     sys.exit(2)
 

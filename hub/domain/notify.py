@@ -5,7 +5,6 @@ pushed to that user's devices after the commit, so every device syncs by seq."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -13,6 +12,7 @@ from sqlalchemy import select
 
 from ..clock import new_id, now_ms
 from ..db.models import Friend, Message, User
+from ..wire_types import NotificationType
 from .seqs import allocate, notification_conversation_id
 from .wire import message_to_wire
 
@@ -22,38 +22,8 @@ if TYPE_CHECKING:
 
 SESSION_NOTIFICATION = 4
 
-
-class NT(IntEnum):
-    """Notification content types (OpenIM 2.0)."""
-
-    FRIEND_APPLICATION_APPROVED = 1201
-    FRIEND_APPLICATION_REJECTED = 1202
-    FRIEND_APPLICATION = 1203
-    FRIEND_ADDED = 1204
-    FRIEND_DELETED = 1205
-    FRIEND_REMARK_SET = 1206
-    BLACK_ADDED = 1207
-    BLACK_DELETED = 1208
-    CONVERSATION_OPT_CHANGE = 1300
-    USER_INFO_UPDATED = 1303
-    GROUP_CREATED = 1501
-    GROUP_INFO_SET = 1502
-    JOIN_GROUP_APPLICATION = 1503
-    MEMBER_QUIT = 1504
-    GROUP_APPLICATION_ACCEPTED = 1505
-    GROUP_APPLICATION_REJECTED = 1506
-    GROUP_OWNER_TRANSFERRED = 1507
-    MEMBER_KICKED = 1508
-    MEMBER_INVITED = 1509
-    MEMBER_ENTER = 1510
-    GROUP_DISMISSED = 1511
-    GROUP_MEMBER_MUTED = 1512
-    GROUP_MEMBER_CANCEL_MUTED = 1513
-    GROUP_MUTED = 1514
-    GROUP_CANCEL_MUTED = 1515
-    GROUP_MEMBER_INFO_SET = 1516
-    MSG_REVOKED = 2101
-    HAS_READ_RECEIPT = 2200
+# The short name the domain modules use for notification content types.
+NT = NotificationType
 
 
 class Notifier:

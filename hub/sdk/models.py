@@ -5,63 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
-
-class SessionType(IntEnum):
-    SINGLE = 1
-    GROUP = 3
-    NOTIFICATION = 4
-
-
-class ContentType(IntEnum):
-    TEXT = 101
-    PICTURE = 102
-    VOICE = 103
-    VIDEO = 104
-    FILE = 105
-    AT_TEXT = 106
-    MERGER = 107
-    CARD = 108
-    LOCATION = 109
-    CUSTOM = 110
-    REVOKE = 111
-    TYPING = 113
-    QUOTE = 114
-
-
-class NotificationType(IntEnum):
-    """contentType of sessionType 4 messages (OpenIM 2.0)."""
-
-    FRIEND_APPLICATION_APPROVED = 1201
-    FRIEND_APPLICATION_REJECTED = 1202
-    FRIEND_APPLICATION = 1203
-    FRIEND_ADDED = 1204
-    FRIEND_DELETED = 1205
-    FRIEND_REMARK_SET = 1206
-    BLACK_ADDED = 1207
-    BLACK_DELETED = 1208
-    CONVERSATION_OPT_CHANGE = 1300
-    USER_INFO_UPDATED = 1303
-    GROUP_CREATED = 1501
-    GROUP_INFO_SET = 1502
-    JOIN_GROUP_APPLICATION = 1503
-    MEMBER_QUIT = 1504
-    GROUP_APPLICATION_ACCEPTED = 1505
-    GROUP_APPLICATION_REJECTED = 1506
-    GROUP_OWNER_TRANSFERRED = 1507
-    MEMBER_KICKED = 1508
-    MEMBER_INVITED = 1509
-    MEMBER_ENTER = 1510
-    GROUP_DISMISSED = 1511
-    GROUP_MEMBER_MUTED = 1512
-    GROUP_MEMBER_CANCEL_MUTED = 1513
-    GROUP_MUTED = 1514
-    GROUP_CANCEL_MUTED = 1515
-    GROUP_MEMBER_INFO_SET = 1516
-    MSG_REVOKED = 2101
-    HAS_READ_RECEIPT = 2200
+# Re-exported: the SDK's public models include the contract's numeric types.
+from ..wire_types import ContentType as ContentType
+from ..wire_types import NotificationType as NotificationType
+from ..wire_types import SessionType as SessionType
 
 
 def _int(value: Any) -> int:
