@@ -8,6 +8,7 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,12 +41,9 @@ def _sqlite(tmp_path: Any) -> Database:
     return Database(f"sqlite+aiosqlite:///{tmp_path}/imhub.db")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[Database]:
-    """A fresh database of each kind: a SQLite file, or a PostgreSQL schema dropped after."""
-    if request.param == "sqlite":
-        yield _sqlite(tmp_path)
-        return
+@asynccontextmanager
+async def pg_schema() -> AsyncIterator[Database]:
+    """A PostgreSQL schema of this test's own, dropped after."""
     schema = "t_" + secrets.token_hex(6)
     engine = create_async_engine(PG_URL)
     async with engine.begin() as conn:
@@ -56,6 +54,16 @@ async def database(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterat
         async with engine.begin() as conn:
             await conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[Database]:
+    """A fresh database of each kind: a SQLite file, or a PostgreSQL schema dropped after."""
+    if request.param == "sqlite":
+        yield _sqlite(tmp_path)
+        return
+    async with pg_schema() as db:
+        yield db
 
 
 @pytest.fixture

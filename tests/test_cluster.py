@@ -10,9 +10,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import orjson
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import PG_URL, REDIS_URL, Database, Server, TenantHandle, settings_for
+from tests.conftest import (
+    REDIS_URL,
+    Database,
+    Server,
+    TenantHandle,
+    pg_schema,
+    settings_for,
+)
 from tests.gateway._client import Client
 
 TTL = 1.0  # gateway.node_ttl_seconds: a dead node's users go offline within it
@@ -20,16 +26,8 @@ TTL = 1.0  # gateway.node_ttl_seconds: a dead node's users go offline within it
 
 @pytest.fixture
 async def pg() -> AsyncIterator[Database]:
-    schema = "t_" + secrets.token_hex(6)
-    engine = create_async_engine(PG_URL)
-    async with engine.begin() as conn:
-        await conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield Database(PG_URL, schema)
-    finally:
-        async with engine.begin() as conn:
-            await conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        await engine.dispose()
+    async with pg_schema() as db:
+        yield db
 
 
 @pytest.fixture
