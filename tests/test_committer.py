@@ -183,7 +183,7 @@ async def test_a_deadlocked_write_is_retried(database: Database, make_server: An
         return fn
 
     one = asyncio.create_task(srv.hub.write(CTX, crossing("one", "a", "b")))
-    await asyncio.sleep(0.05)  # `one` is in its own batch before `two` is queued
+    await asyncio.sleep(0.1)  # `one` is in its own batch before `two` is queued
     two = asyncio.create_task(srv.hub.write(CTX, crossing("two", "b", "a")))
     await asyncio.gather(one, two)
     assert len(runs) == 3  # one of them ran twice
