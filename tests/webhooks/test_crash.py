@@ -36,7 +36,27 @@ def _imhub(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60, check=True)
 
 
-class Serve:
+class _Process:
+    """An imhub subprocess that a test kills with SIGKILL or stops politely."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Serve(_Process):
     """`imhub serve` in a subprocess."""
 
     def __init__(self, config: Path, port: int, log: Path) -> None:
@@ -67,19 +87,6 @@ class Serve:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture
@@ -311,7 +318,7 @@ async def test_workers_share_the_work_and_take_over_a_dead_ones(
     assert all(f"-{survivor.pid}-" in w for _e, w, _c in takeover), takeover
 
 
-class Worker:
+class Worker(_Process):
     """`imhub worker` in a subprocess."""
 
     def __init__(self, config: Path, log: Path) -> None:
@@ -328,16 +335,3 @@ class Worker:
         with self._log.open("ab") as log:
             self.proc = subprocess.Popen(self._cmd, stdout=log, stderr=log)
 
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
