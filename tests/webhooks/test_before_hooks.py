@@ -21,7 +21,6 @@ import orjson
 import pytest
 import pytest_asyncio
 import uvicorn
-from sqlalchemy.ext.asyncio import create_async_engine
 from standardwebhooks.webhooks import Webhook
 from starlette.responses import Response
 
@@ -29,11 +28,11 @@ from hub.bus import BeforeCall, Hook, Verdict
 from hub.plugin import Plugin, PluginConfig
 from hub.tenants import create_tenant
 from tests.conftest import (
-    PG_URL,
     Database,
     Server,
     TenantHandle,
     free_port,
+    pg_schema,
     settings_for,
     start_server,
 )
@@ -110,19 +109,10 @@ async def hub_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
         yield srv
         await stop()
         return
-    schema = "t_" + secrets.token_hex(6)
-    engine = create_async_engine(PG_URL)
-    async with engine.begin() as conn:
-        await conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        srv, stop = await start_server(settings_for(Database(PG_URL, schema),
-                                                    webhooks=LOOPBACK))
+    async with pg_schema() as pg:
+        srv, stop = await start_server(settings_for(pg, webhooks=LOOPBACK))
         yield srv
         await stop()
-    finally:
-        async with engine.begin() as conn:
-            await conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        await engine.dispose()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

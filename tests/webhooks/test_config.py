@@ -15,7 +15,6 @@ import pytest
 import pytest_asyncio
 import yaml
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from hub.core import Hub
 from hub.db.webhook_config import WebhookConfigRow
@@ -31,10 +30,10 @@ from hub.webhooks.config import (
     parse_config,
 )
 from tests.conftest import (
-    PG_URL,
     Database,
     Server,
     TenantHandle,
+    pg_schema,
     settings_for,
     start_server,
 )
@@ -276,18 +275,10 @@ async def shared_server(request: pytest.FixtureRequest,
         yield srv
         await stop()
         return
-    schema = "t_" + secrets.token_hex(6)
-    engine = create_async_engine(PG_URL)
-    async with engine.begin() as conn:
-        await conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        srv, stop = await start_server(settings_for(Database(PG_URL, schema)))
+    async with pg_schema() as pg:
+        srv, stop = await start_server(settings_for(pg))
         yield srv
         await stop()
-    finally:
-        async with engine.begin() as conn:
-            await conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        await engine.dispose()
 
 
 async def new_tenant(srv: Server, name: str | None = None) -> TenantHandle:
