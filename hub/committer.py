@@ -18,9 +18,18 @@ for a later batch, so a write function may run more than once: it must write onl
 through `tx` (never `hub.read()` or `hub.write()` inside, which on SQLite's single
 connection would wait for itself) and keep no state between runs.
 
-A write declared `orm=False` (it writes only through tx.after and the compiled statements
-of hub/db/fast.py, as sending a message does) gets a plain SQL savepoint on SQLite
-instead of the session's `begin_nested()`, whose bookkeeping costs ten times the SQL.
+A batch is first run whole, without savepoints: each write straight into the one
+transaction, on the driver connection resolved once for the batch (`Tx.db`). Writes
+rarely fail, and a savepoint per write (two statements, or the ORM's `begin_nested()`
+bookkeeping) cost more than the write itself. If any write raises, the whole
+transaction is rolled back and the batch runs again the careful way: each write in its
+own savepoint, so that only the failing one fails. A write function must therefore let
+database errors propagate (never catch one and go on): on PostgreSQL an error aborts
+the transaction it happened in.
+
+In that careful run, a write declared `orm=False` (it writes only through tx.after and
+the compiled statements of hub/db/fast.py, as sending a message does) gets a plain SQL
+savepoint on SQLite instead of the session's `begin_nested()`.
 
 Post-commit work that is a coroutine runs in its own task, awaited by the caller; a
 failure there is logged, not raised, since the action has committed.
@@ -36,6 +45,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -51,6 +61,7 @@ WriteFn = Callable[[Tx], Awaitable[Any]]
 # PostgreSQL's deadlock_detected and serialization_failure: worth another try.
 _RETRY_STATES = frozenset({"40P01", "40001"})
 _MAX_ATTEMPTS = 5
+_BEGIN = text("SELECT 1")
 
 
 @dataclass(slots=True, eq=False)
@@ -85,6 +96,8 @@ class Committer:
         self._posts: set[asyncio.Task[None]] = set()
         # Done when the last committed batch's callers have been answered.
         self._resolved: asyncio.Future[None] | None = None
+        # Called once per committed batch that wrote after-events (delivery's wake-up).
+        self.on_events: Callable[[], None] | None = None
 
     async def write(self, ctx: Ctx, fn: WriteFn, *, orm: bool = True) -> Any:
         """Queue `fn` for the next batch; return its result once that batch has committed.
@@ -142,6 +155,64 @@ class Committer:
                     queue.task_done()
 
     async def _commit(self, batch: list[_Item]) -> None:
+        done, retry = await self._whole(batch)
+        if done is None:
+            done, retry = await self._careful(batch)
+        # Resolved from the loop's queue of callbacks rather than here: this writer goes
+        # straight on to the next batch, whose COMMIT (an fsync, in a thread) then
+        # overlaps the pushes of this one. Callbacks run in order, so pushes stay in
+        # commit order.
+        loop = asyncio.get_running_loop()
+        self._resolved = loop.create_future()
+        loop.call_soon(self._resolve_all, done, self._resolved)
+        if self.on_events is not None and any(i.tx and i.tx.events for i in done):
+            self.on_events()
+        for item in retry:
+            assert self._queue is not None
+            self._queue.put_nowait(item)
+
+    async def _whole(self, batch: list[_Item]
+                     ) -> tuple[list[_Item] | None, list[_Item]]:
+        """Run the batch in one transaction without savepoints. (None, []) when a write
+        failed among others: the transaction is rolled back and nothing is decided."""
+        async with self._sessions() as session:
+            trans = await session.begin()
+            item = batch[0]
+            try:
+                if not self._sqlite:
+                    # asyncpg's adapter opens its transaction at its first statement; one
+                    # run on the driver directly would otherwise be its own transaction.
+                    await session.execute(_BEGIN)
+                db = await fast.driver_of(session)
+                for item in batch:
+                    tx = Tx(session, item.ctx, db)
+                    item.result = await item.fn(tx)
+                    await tx.flush()
+                    if item.orm:
+                        await session.flush()  # its errors are its own, not the next one's
+                    item.tx = tx
+            except Exception as exc:
+                await trans.rollback()
+                for other in batch:
+                    other.tx = other.result = None
+                if len(batch) > 1:
+                    return None, []
+                # A write alone: its error is its own, no need to run it again.
+                item.attempts += 1
+                if _retryable(exc) and item.attempts < _MAX_ATTEMPTS:
+                    return [], [item]
+                item.error = exc
+                return [item], []
+            try:
+                await trans.commit()
+            except Exception as exc:
+                # The commit itself failed: nothing of this batch is stored.
+                for item in batch:
+                    item.tx, item.error = None, exc
+        return batch, []
+
+    async def _careful(self, batch: list[_Item]) -> tuple[list[_Item], list[_Item]]:
+        """Run the batch with a savepoint per write, so that a failing one fails alone."""
         done: list[_Item] = []
         retry: list[_Item] = []
         async with self._sessions() as session:
@@ -168,16 +239,7 @@ class Committer:
                 for item in done:
                     if item.error is None:
                         item.tx, item.error = None, exc
-        # Resolved from the loop's queue of callbacks rather than here: this writer goes
-        # straight on to the next batch, whose COMMIT (an fsync, in a thread) then
-        # overlaps the pushes of this one. Callbacks run in order, so pushes stay in
-        # commit order.
-        loop = asyncio.get_running_loop()
-        self._resolved = loop.create_future()
-        loop.call_soon(self._resolve_all, done, self._resolved)
-        for item in retry:
-            assert self._queue is not None
-            self._queue.put_nowait(item)
+        return done, retry
 
     def _savepoint(self, session: AsyncSession, item: _Item) -> AbstractAsyncContextManager[Any]:
         if item.orm or not self._sqlite:

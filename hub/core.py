@@ -90,10 +90,13 @@ class Hub:
         if self.delivery is None:
             self.delivery = DeliveryEngine.for_hub(self)
             await self.delivery.start()
+            # Dispatch as soon as a batch with events commits, not at the next poll.
+            self.committer.on_events = self.delivery.wake
 
     async def close(self) -> None:
         await self.gateway.close()  # connections' offline events still write
         if self.delivery is not None:
+            self.committer.on_events = None
             await self.delivery.close()
         await self.pusher.drain()  # offline pushes still write through the committer
         await self.committer.close()
@@ -114,21 +117,7 @@ class Hub:
         savepoint: `fn` must write only through `tx` and may run more than once.
         `orm=False` promises that `fn` leaves the ORM alone (cheaper savepoint on SQLite).
         """
-        delivery = self.delivery
-        if delivery is None:
-            result: T = await self.committer.write(ctx, fn, orm=orm)
-            return result
-        wrote_events = False
-
-        async def traced(tx: Tx) -> T:
-            nonlocal wrote_events
-            out = await fn(tx)
-            wrote_events = bool(tx.events)
-            return out
-
-        result = await self.committer.write(ctx, traced, orm=orm)
-        if wrote_events:
-            delivery.wake()  # dispatch at once instead of at the next poll
+        result: T = await self.committer.write(ctx, fn, orm=orm)
         return result
 
     @asynccontextmanager

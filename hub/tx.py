@@ -13,7 +13,7 @@ from .bus.catalogue import Hook
 from .bus.handler import AfterEvent
 from .clock import new_id, now_ms
 from .context import Ctx
-from .db.fast import Statement
+from .db.fast import On, Statement
 from .db.models import Event
 
 PostCommit = Callable[[], Awaitable[None] | None]
@@ -26,10 +26,13 @@ _INSERT_EVENTS = Statement(insert(Event).values(
 class Tx:
     """What a domain action writes through. Created and committed by `Hub.tx`."""
 
-    __slots__ = ("_post", "_rows", "ctx", "events", "session")
+    __slots__ = ("_post", "_rows", "ctx", "db", "events", "session")
 
-    def __init__(self, session: AsyncSession, ctx: Ctx) -> None:
+    def __init__(self, session: AsyncSession, ctx: Ctx, db: On | None = None) -> None:
         self.session = session
+        # Where hub/db/fast.py statements run: the batch's driver connection when the
+        # committer resolved it (no savepoint in between), else the session.
+        self.db: On = db if db is not None else session
         self.ctx = ctx
         self.events: list[AfterEvent] = []
         self._rows: list[dict[str, Any]] = []
@@ -60,7 +63,7 @@ class Tx:
         the write, inside its savepoint; one INSERT costs less than the ORM's flush."""
         if self._rows:
             rows, self._rows = self._rows, []
-            await _INSERT_EVENTS.many(self.session, rows)
+            await _INSERT_EVENTS.many(self.db, rows)
 
     def on_commit(self, fn: PostCommit) -> None:
         """Run `fn` after a successful commit (pushes, cache updates); never on rollback."""

@@ -10,6 +10,10 @@ transaction).
 
 Only plain column types belong here (strings and integers): no type processing is done
 on the way in or out. Rows are tuples in the statement's column order.
+
+Asking a session for its driver connection costs more than a statement, so the group
+committer resolves a `Driver` once per batch and hands it to the writes (`Tx.db`);
+a Statement runs on a Driver, an AsyncConnection or an AsyncSession alike.
 """
 
 from __future__ import annotations
@@ -29,6 +33,22 @@ from .sqlite import Connection as SQLiteConnection
 Params = Mapping[str, Any]
 
 
+class Driver:
+    """A DBAPI driver connection, resolved once, with what running SQL on it needs."""
+
+    __slots__ = ("adapter", "dialect", "driver", "sqlite")
+
+    def __init__(self, dialect: Dialect, driver: Any, adapter: Any) -> None:
+        self.dialect = dialect
+        self.driver = driver  # hub/db/sqlite.py's Connection, or asyncpg's
+        self.adapter = adapter  # SQLAlchemy's DBAPI adapter (for its error translation)
+        self.sqlite: sqlite3.Connection | None = (
+            driver.sqlite if isinstance(driver, SQLiteConnection) else None)
+
+
+On = AsyncConnection | AsyncSession | Driver
+
+
 class Statement:
     def __init__(self, stmt: Executable) -> None:
         self._stmt = stmt
@@ -46,41 +66,39 @@ class Statement:
             self._compiled[dialect.name] = found
         return found
 
-    def _args(self, names: tuple[str, ...], defaults: dict[str, Any], params: Params
-              ) -> list[Any]:
+    @staticmethod
+    def _args(names: tuple[str, ...], defaults: dict[str, Any], params: Params) -> list[Any]:
         # A bind name may repeat (a subquery per check): look each up, defaults last.
-        merged = {**defaults, **params} if defaults else params
-        return [merged[n] for n in names]
+        if not defaults:
+            return [params[n] for n in names]
+        return [params[n] if n in params else defaults[n] for n in names]
 
-    async def rows(self, on: AsyncConnection | AsyncSession, params: Params
-                   ) -> list[Sequence[Any]]:
+    async def rows(self, on: On, params: Params) -> list[Sequence[Any]]:
         """Run with `params` (by bind name); return every row."""
-        return await self._rows(await _driver(on), params)
+        return await self._rows(on if isinstance(on, Driver) else await _driver(on), params)
 
-    async def _rows(self, on: _Driver, params: Params) -> list[Sequence[Any]]:
-        dialect, driver, adapter = on
-        sql, names, defaults = self._sql(dialect)
+    async def _rows(self, on: Driver, params: Params) -> list[Sequence[Any]]:
+        sql, names, defaults = self._sql(on.dialect)
         args = self._args(names, defaults, params)
         try:
-            if isinstance(driver, SQLiteConnection):
-                return driver.sqlite.execute(sql, args).fetchall()
-            return list(await driver.fetch(sql, *args))  # asyncpg
+            if on.sqlite is not None:
+                return on.sqlite.execute(sql, args).fetchall()
+            return list(await on.driver.fetch(sql, *args))  # asyncpg
         except Exception as exc:
-            _reraise(dialect, adapter, sql, args, exc)
+            _reraise(on, sql, args, exc)
 
-    async def many(self, on: AsyncConnection | AsyncSession, params: Sequence[Params]
-                   ) -> None:
+    async def many(self, on: On, params: Sequence[Params]) -> None:
         """Run once per parameter set, returning nothing (executemany)."""
-        dialect, driver, adapter = await _driver(on)
-        sql, names, defaults = self._sql(dialect)
+        d = on if isinstance(on, Driver) else await _driver(on)
+        sql, names, defaults = self._sql(d.dialect)
         args = [self._args(names, defaults, p) for p in params]
         try:
-            if isinstance(driver, SQLiteConnection):
-                driver.sqlite.executemany(sql, args)
+            if d.sqlite is not None:
+                d.sqlite.executemany(sql, args)
             else:
-                await driver.executemany(sql, args)  # asyncpg
+                await d.driver.executemany(sql, args)  # asyncpg
         except Exception as exc:
-            _reraise(dialect, adapter, sql, args, exc)
+            _reraise(d, sql, args, exc)
 
 
 class Reader:
@@ -95,7 +113,7 @@ class Reader:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._kept: AsyncConnection | None = None
-        self._driver: _Driver | None = None
+        self._driver: Driver | None = None
 
     async def rows(self, stmt: Statement, params: Params) -> list[Sequence[Any]]:
         if self._driver is not None:
@@ -123,8 +141,8 @@ async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
     the session's own `begin_nested()` costs ten times the SQL (its bookkeeping keeps ORM
     objects consistent after a rollback, which such a write does not need). Not nestable.
     """
-    _, driver, _ = await _driver(session)
-    db: sqlite3.Connection = driver.sqlite
+    db = (await _driver(session)).sqlite
+    assert db is not None
     db.execute("SAVEPOINT imhub_write")
     try:
         yield
@@ -135,14 +153,24 @@ async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
     db.execute("RELEASE SAVEPOINT imhub_write")
 
 
-_Driver = tuple[Dialect, Any, Any]  # dialect, driver connection, SQLAlchemy's DBAPI adapter
 _CACHE_KEY = "imhub.fast.driver"
 
 
-async def _driver(on: AsyncConnection | AsyncSession) -> _Driver:
+def dialect_name(on: On) -> str:
+    if isinstance(on, AsyncSession):
+        return on.get_bind().dialect.name
+    return on.dialect.name
+
+
+async def driver_of(on: AsyncConnection | AsyncSession) -> Driver:
+    """The driver connection under `on`, for statements run back to back on it."""
+    return await _driver(on)
+
+
+async def _driver(on: AsyncConnection | AsyncSession) -> Driver:
     if isinstance(on, AsyncConnection):
         raw = await on.get_raw_connection()
-        return on.dialect, raw.driver_connection, raw.dbapi_connection
+        return Driver(on.dialect, raw.driver_connection, raw.dbapi_connection)
     # Asking the session for its connection costs more than the statement, so it is asked
     # once per (nested) transaction: that first ask is also what makes the session emit a
     # pending SAVEPOINT, which must precede the statement.
@@ -159,11 +187,12 @@ def _innermost(session: AsyncSession) -> Any:
     return sync.get_nested_transaction() or sync.get_transaction()
 
 
-def _reraise(dialect: Dialect, adapter: Any, sql: str, args: Any, exc: Exception) -> NoReturn:
+def _reraise(on: Driver, sql: str, args: Any, exc: Exception) -> NoReturn:
     """Raise what SQLAlchemy would have: its IntegrityError, DBAPIError, ... wrapping the
     driver's error as its DBAPI adapter translates it (asyncpg's carry the sqlstate)."""
     translated: BaseException = exc
-    handle = getattr(adapter, "_handle_exception", None)
+    dialect = on.dialect
+    handle = getattr(on.adapter, "_handle_exception", None)
     if handle is not None and not isinstance(exc, sqlite3.Error):
         try:
             handle(exc)

@@ -43,7 +43,7 @@ class Notifier:
         # Sorted, so that concurrent transactions lock seq rows in one order (no deadlock).
         for uid in sorted(set(user_ids)):
             conv = notification_conversation_id(uid)
-            seq = await allocate(tx.session, tenant_id, conv)
+            seq = await allocate(tx.db, tenant_id, conv)
             row = Message(
                 tenant_id=tenant_id, conversation_id=conv, seq=seq,
                 server_msg_id=new_id("srv"), client_msg_id=new_id("ntf"),

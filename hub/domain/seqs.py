@@ -7,9 +7,8 @@ from typing import Any
 from sqlalchemy import bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..db.fast import Statement
+from ..db.fast import On, Statement, dialect_name
 from ..db.models import ConversationSeq
 
 
@@ -39,10 +38,9 @@ def _upsert(insert: Any) -> Statement:
 _ALLOCATE = {"postgresql": _upsert(pg_insert), "sqlite": _upsert(sqlite_insert)}
 
 
-async def allocate(session: AsyncSession, tenant_id: str, conversation_id: str, n: int = 1
-                   ) -> int:
+async def allocate(db: On, tenant_id: str, conversation_id: str, n: int = 1) -> int:
     """Reserve n seqs; return the first. One upsert: it takes the row lock on PostgreSQL and
     runs under the single writer on SQLite, so concurrent senders queue and never collide."""
-    [(last,)] = await _ALLOCATE[session.get_bind().dialect.name].rows(
-        session, {"t": tenant_id, "c": conversation_id, "n": n})
+    [(last,)] = await _ALLOCATE[dialect_name(db)].rows(
+        db, {"t": tenant_id, "c": conversation_id, "n": n})
     return int(last) - n + 1

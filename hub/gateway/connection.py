@@ -1,10 +1,14 @@
 """One client connection: who it is, when it last spoke, and its one writer.
 
 Frames to a client (replies, pushes, a kick, the close) are queued in order and written
-by one short-lived task per burst, so that replies of concurrent requests and pushes
-never interleave on the socket, a slow client never blocks whoever queued the frame, and
-an idle connection holds no task at all. State is in __slots__: a node holds tens of
-thousands of these.
+together at the end of the current loop iteration, so that replies of concurrent
+requests and pushes never interleave on the socket, a burst of frames costs one socket
+write, and an idle connection holds nothing scheduled. Under `imhub serve` (uvicorn's
+sans-I/O protocol, hub/gateway/protocol.py) the frames are written synchronously from a
+loop callback; under any other server, by a short-lived task per burst through ASGI's
+`send`. A client that stops reading while more than `_MAX_BUFFERED` bytes wait for it
+(or `_MAX_QUEUED` frames, on the ASGI path) is cut off. State is in __slots__: a node
+holds tens of thousands of these.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ log = logging.getLogger("imhub.gateway")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-# Frames queued for a client that does not read: past this, it is cut off (it syncs by
-# seq when it comes back, so nothing is lost).
+# Frames queued, or bytes unread, for a client that does not read: past this, it is cut
+# off (it syncs by seq when it comes back, so nothing is lost).
 _MAX_QUEUED = 2048
+_MAX_BUFFERED = 8 << 20
 # How long writing the close frame may take before the socket is dropped.
 _CLOSE_WRITE_SECONDS = 5.0
 
@@ -86,15 +91,43 @@ class Connection:
     def _queue(self, item: str | _Close) -> None:
         if self._out is None:
             self._out = [item]
-            task = asyncio.get_running_loop().create_task(self._drain())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            if hasattr(self._proto, "imhub_write"):
+                asyncio.get_running_loop().call_soon(self._flush)
+            else:
+                self._start_drain()
         elif len(self._out) < _MAX_QUEUED:
             self._out.append(item)
         else:
-            log.warning("%r reads too slowly; cut off", self)
+            self._cut_off()
+
+    def _cut_off(self) -> None:
+        log.warning("%r reads too slowly; cut off", self)
+        if self._out is not None:
             self._out.clear()
-            self.abort()
+        self.abort()
+
+    def _start_drain(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._drain())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _flush(self) -> None:
+        """Write the queued text frames at once; a close goes the ASGI way, in a task."""
+        out = self._out or []
+        texts: list[str] = []
+        for i, item in enumerate(out):
+            if isinstance(item, _Close):
+                self._out = out[i:]
+                break
+            texts.append(item)
+        else:
+            self._out = None
+        if texts and not self._proto.imhub_write(texts):
+            self.closing = True  # the peer is gone or going: nothing more to write
+        if self._out is not None:
+            self._start_drain()  # the close, after the frames before it
+        elif self._proto.imhub_buffered() > _MAX_BUFFERED:
+            self._cut_off()
 
     async def _drain(self) -> None:
         try:

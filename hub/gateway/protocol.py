@@ -83,12 +83,38 @@ def _direct(config: Any) -> Any:
 
 
 class _QuietRefusal:
-    """Mixin for the sans-I/O protocols: a refused upgrade (our 401) is a complete answer.
+    """Mixin for the sans-I/O protocol: a refused upgrade (our 401) is a complete answer,
+    and text frames can be written without a coroutine.
 
     uvicorn logs "ASGI callable returned without completing handshake" at ERROR level after
     a websocket.http.response, which would put an error line in the log for every bad
     token a client tries.
     """
+
+    def imhub_write(self, texts: list[str]) -> bool:
+        """Write text frames now, in one transport write; False when this connection can
+        no longer take frames (closing, closed, never accepted).
+
+        Its ASGI `send` does the same work for one frame, but as a coroutine, which the
+        gateway would have to run in a task per burst: two loop iterations and a task
+        for a few microseconds of framing, on every reply and push."""
+        proto: Any = self
+        if (not proto.handshake_complete or proto.close_sent
+                or proto.initial_response is not None or proto.transport.is_closing()):
+            return False
+        conn = proto.conn
+        try:
+            for text in texts:
+                conn.send_text(text.encode())
+        except Exception:  # websockets' InvalidState: the peer's close is under way
+            return False
+        proto.transport.write(b"".join(conn.data_to_send()))
+        return True
+
+    def imhub_buffered(self) -> int:
+        """Bytes written but not yet taken by the kernel (a client that does not read)."""
+        proto: Any = self
+        return int(proto.transport.get_write_buffer_size())
 
     async def send(self, message: dict[str, Any]) -> None:
         await super().send(message)  # type: ignore[misc]

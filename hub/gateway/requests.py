@@ -39,11 +39,17 @@ _MAX_INFLIGHT = 32
 Handler = Callable[["Hub", Ctx, Connection, dict[str, Any]], Awaitable[Any]]
 
 
+_messages_module: Any = None
+
+
 def _messages() -> Any:
     # Imported when first used: hub/domain/messages.py imports the Hub, which imports us.
-    from ..domain import messages
+    global _messages_module
+    if _messages_module is None:
+        from ..domain import messages
 
-    return messages
+        _messages_module = messages
+    return _messages_module
 
 
 async def _newest_seq(hub: Hub, ctx: Ctx, conn: Connection, data: dict[str, Any]) -> Any:

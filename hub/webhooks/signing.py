@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from secrets import token_bytes
 
 __all__ = [
@@ -39,6 +40,8 @@ def generate_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(token_bytes(32)).decode("ascii")
 
 
+# Every delivery signs with one of a few live secrets: decode each once.
+@lru_cache(maxsize=1024)
 def _key(secret: str) -> bytes:
     # Like the reference libraries, take the secret with or without prefix.
     encoded = secret.removeprefix(SECRET_PREFIX)
