@@ -8,6 +8,7 @@ bare uvicorn app in another process (bench/_baseline.py); the baseline is the ra
 keep-alive client's POST rate to the same receiver, measured in the same run.
 
     .venv/bin/python bench/delivery_throughput.py [--events 20000] [--database sqlite]
+                                                  [--plain-asyncio]
 
 The figure printed last is the ratio (goal: >= 0.5).
 """
@@ -34,6 +35,7 @@ from hub.clock import new_id, now_ms
 from hub.db.delivery import DELIVERED, WebhookDelivery
 from hub.db.engine import create_engine, migrate
 from hub.db.models import Event
+from hub.runtime import run_node
 from hub.settings import DeliverySettings
 from hub.tenants import create_tenant
 from hub.webhooks.delivery import DeliveryEngine
@@ -156,7 +158,14 @@ def main() -> None:
                         help="the endpoint's maxConcurrency (64 is the engine's default "
                              "endpointConcurrency); the raw client runs with 16 and this")
     parser.add_argument("--seconds", type=float, default=3.0, help="raw client run time")
-    asyncio.run(_main(parser.parse_args()))
+    parser.add_argument("--plain-asyncio", action="store_true",
+                        help="asyncio's own loop and GC settings, instead of those of "
+                             "`imhub worker` (hub/runtime.py), for engine and raw client alike")
+    args = parser.parse_args()
+    if args.plain_asyncio:
+        asyncio.run(_main(args))
+    else:
+        run_node(_main(args))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ allow verdict) each run in their own process. The database sits in /dev/shm by d
 on a disk, SQLite's fsync per commit (tens of ms on a busy box) would drown the webhook's
 cost in noise; `--db URL` takes another. One client sends one request at a time,
 so the figures are latencies, not throughput. Three kinds of request alternate in
-rounds of one each, so that all three see the same moment of the machine:
+rounds of one each, so that all three see the same moment of the machine; the two sends
+swap places every other round, since a send leaves work behind it (bob is offline: an
+afterOfflinePush write) that the request right after it meets:
 
 - bare:    a POST straight to the receiver (the round trip the webhook cannot avoid);
 - no hook: /msg/send_msg for a tenant without webhooks;
@@ -109,9 +111,11 @@ async def _run(requests: int, db: str | None) -> tuple[dict[str, list[float]], f
             "hook": lambda: client.post("/msg/send_msg", body, hooked_admin),
         }
         samples: dict[str, list[float]] = {k: [] for k in kinds}
+        order = list(kinds.items())
+        swapped = [order[0], order[2], order[1]]
         for i in range(requests + 200):  # the first 200 rounds warm up, uncounted
             # One of each per round, so that all three see the same moment of the machine.
-            for kind, call in kinds.items():
+            for kind, call in (swapped if i % 2 else order):
                 start = time.perf_counter()
                 await call()
                 if i >= 200:

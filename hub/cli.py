@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import click
 import orjson
 
 from .errors import ApiError, ConfigError
+from .runtime import run_node
 from .settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -34,19 +35,6 @@ def _settings(config_path: str | None, **overrides: Any) -> Settings:
 def _fail(msg: str) -> NoReturn:
     click.echo(f"imhub: error: {msg}", err=True)
     sys.exit(2)
-
-
-def _run_server_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run a long-lived node (serve, worker) on uvloop when it is installed, as `uvicorn`
-    itself would: its loop and transports cost a fraction of asyncio's per wake-up and
-    per socket write, which is most of a busy node's overhead."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main)
 
 
 def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
@@ -117,7 +105,7 @@ def _serve(settings: Settings, banner: Callable[[], None] | None = None) -> None
             banner()
         await server.serve()
 
-    _run_server_loop(run())
+    run_node(run())
 
 
 @main.command()
@@ -276,7 +264,7 @@ def _run_worker(settings: Settings) -> None:
         finally:
             await hub.close()
 
-    _run_server_loop(run())
+    run_node(run())
 
 
 @main.group()

@@ -19,7 +19,9 @@ through `tx` (never `hub.read()` or `hub.write()` inside, which on SQLite's sing
 connection would wait for itself) and keep no state between runs.
 
 A batch is first run whole, without savepoints: each write straight into the one
-transaction, on the driver connection resolved once for the batch (`Tx.db`). Writes
+transaction, on the driver connection resolved once for the batch (`Tx.db`), its
+compiled-statement rows and seq counters gathered for the end of the batch (hub/tx.py's
+`Batch`). Writes
 rarely fail, and a savepoint per write (two statements, or the ORM's `begin_nested()`
 bookkeeping) cost more than the write itself. If any write raises, the whole
 transaction is rolled back and the batch runs again the careful way: each write in its
@@ -52,7 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from .bus import Bus
 from .context import Ctx
 from .db import fast
-from .tx import Tx
+from .tx import Batch, Tx
 
 log = logging.getLogger("imhub.committer")
 
@@ -184,13 +186,15 @@ class Committer:
                     # run on the driver directly would otherwise be its own transaction.
                     await session.execute(_BEGIN)
                 db = await fast.driver_of(session)
+                shared = Batch()
                 for item in batch:
-                    tx = Tx(session, item.ctx, db)
+                    tx = Tx(session, item.ctx, db, shared)
                     item.result = await item.fn(tx)
                     await tx.flush()
                     if item.orm:
                         await session.flush()  # its errors are its own, not the next one's
                     item.tx = tx
+                await shared.flush(db)
             except Exception as exc:
                 await trans.rollback()
                 for other in batch:

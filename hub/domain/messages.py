@@ -89,7 +89,7 @@ from .conversations import (
 from .groups import ADMIN, DISMISSED, MUTED, OWNER
 from .notify import NT
 from .push import OfflinePushInfo
-from .seqs import allocate, group_conversation_id, single_conversation_id
+from .seqs import group_conversation_id, single_conversation_id
 from .wire import message_to_wire
 
 router = Router()
@@ -366,8 +366,8 @@ async def send_msg(hub: Hub, ctx: Ctx, req: SendMsgReq, *, origin: Origin | None
     event_keys = (*after.fields, "conversationID")
 
     async def write(tx: Tx) -> dict[str, Any]:
-        seq = await allocate(tx.db, t, msg.conversation_id)
-        await _INSERT_MESSAGE.many(tx.db, [{**row, "seq": seq}])
+        seq = await tx.allocate(msg.conversation_id)
+        await tx.insert(_INSERT_MESSAGE, [{**row, "seq": seq}])
         if single and seq == 1:
             await open_single(tx.session, t, msg.conversation_id, msg.send_id, msg.recv_id,
                               msg.send_time)
@@ -511,7 +511,7 @@ async def revoke_msg(hub: Hub, ctx: Ctx, req: RevokeReq) -> None:
         if done.rowcount != 1:  # type: ignore[attr-defined]
             raise AlreadyExists(f"message {msg.seq} of {conv} is already revoked")
         tip = Message(
-            tenant_id=t, conversation_id=conv, seq=await allocate(tx.db, t, conv),
+            tenant_id=t, conversation_id=conv, seq=await tx.allocate(conv),
             server_msg_id=new_id("srv"), client_msg_id=new_id("rvk"), send_id=user,
             recv_id=side.peer if side.kind == SINGLE else "", group_id=side.group_id,
             session_type=msg.session_type, content_type=int(NT.MSG_REVOKED),

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from ..clock import new_id, now_ms
 from ..db.models import Friend, Message, User
 from ..wire_types import NotificationType
-from .seqs import allocate, notification_conversation_id
+from .seqs import notification_conversation_id
 from .wire import message_to_wire
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class Notifier:
         # Sorted, so that concurrent transactions lock seq rows in one order (no deadlock).
         for uid in sorted(set(user_ids)):
             conv = notification_conversation_id(uid)
-            seq = await allocate(tx.db, tenant_id, conv)
+            seq = await tx.allocate(conv)
             row = Message(
                 tenant_id=tenant_id, conversation_id=conv, seq=seq,
                 server_msg_id=new_id("srv"), client_msg_id=new_id("ntf"),

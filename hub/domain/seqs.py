@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -36,6 +36,10 @@ def _upsert(insert: Any) -> Statement:
 
 # Compiled once and run without SQLAlchemy's per-call work: this is on every message.
 _ALLOCATE = {"postgresql": _upsert(pg_insert), "sqlite": _upsert(sqlite_insert)}
+# The end of a whole batch (hub/tx.py Batch): the seqs it handed out past its first.
+SET_MAX_SEQ = Statement(update(ConversationSeq).where(
+    ConversationSeq.tenant_id == bindparam("t"),
+    ConversationSeq.conversation_id == bindparam("c")).values(max_seq=bindparam("n")))
 
 
 async def allocate(db: On, tenant_id: str, conversation_id: str, n: int = 1) -> int:
