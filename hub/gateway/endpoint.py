@@ -10,6 +10,8 @@ without that extension gets a close before the handshake (uvicorn sends 403).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import secrets
 import time
@@ -83,10 +85,32 @@ class Endpoint:
         except Exception:
             log.exception("could not bring %r online", conn)
             conn.close(1011, "try again later")
+        proto = tracked_protocol(receive)
+        direct = proto is not None and hasattr(proto, "imhub_frames")
+        if direct:
+            # Text frames straight from the protocol from now on (hub/gateway/protocol.py);
+            # _read still takes what was queued before, binary frames and the end.
+            proto.imhub_frames = functools.partial(self._on_text, conn)  # type: ignore[union-attr]
         try:
             await self._read(conn, receive)
         finally:
+            if direct:
+                proto.imhub_frames = None  # type: ignore[union-attr]
             await self._gateway.detach(conn)
+
+    def _on_text(self, conn: Connection, text: str) -> asyncio.Future[None] | None:
+        """A text frame from the protocol; a future when reading must wait for it."""
+        conn.seen = time.monotonic()
+        if conn.closing:
+            return None
+        wait = self._requests.handle(conn, text)
+        if wait is None:
+            return None
+        task = asyncio.ensure_future(wait)
+        tasks = self._gateway.tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return task
 
     async def _authenticate(self, params: dict[str, str]) -> Actor:
         send_id = params.get("sendID", "")

@@ -151,3 +151,30 @@ async def test_a_slow_send_does_not_hold_up_a_heartbeat(
         assert time.monotonic() - start >= 1.0
     finally:
         await a.close()
+
+
+async def test_past_32_requests_in_flight_the_server_stops_reading(
+        sqlite_database: Database, make_server: Callable[..., Awaitable[Server]],
+        make_tenant: Callable[..., Awaitable[TenantHandle]]) -> None:
+    # Each send takes 0.5 s in a plugin. 40 sends, then a heartbeat: the 33rd send makes
+    # the server stop reading this connection until a send finishes, so the heartbeat,
+    # queued behind it in the socket, cannot be answered before the first sends are.
+    srv = await make_server(settings_for(sqlite_database, plugins=[{
+        "module": "tests.gateway._plugins:SlowSend", "timeout": 5,
+        "config": {"seconds": 0.5}}]))
+    t = await make_tenant(srv)
+    await t.users("alice", "bob")
+    a = await _open(t, "alice", 1)
+    try:
+        start = time.monotonic()
+        sends = [asyncio.create_task(a.send_text("bob", f"m{i}")) for i in range(40)]
+        await asyncio.sleep(0)  # the sends' frames go out first
+        beat = await a.request(1001, {})
+        beat_took = time.monotonic() - start
+        assert beat["errCode"] == 0
+        assert beat_took >= 0.45, beat_took
+        replies = await asyncio.gather(*sends)
+        assert [r["errCode"] for r in replies] == [0] * 40
+        assert sorted(r["data"]["seq"] for r in replies) == list(range(1, 41))
+    finally:
+        await a.close()
