@@ -8,13 +8,13 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from .auth import Tokens
 from .bus import Bus
 from .cluster import Cluster
 from .committer import Committer
-from .context import Ctx
+from .context import Actor, Ctx
 from .db.engine import create_engine, create_read_engine, is_sqlite, migrate
 from .db.fast import Reader
 from .domain.notify import Notifier
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from .webhooks.delivery import DeliveryEngine
 
 log = logging.getLogger("imhub")
+# The context of the node's own writes (no tenant, no request).
+_NODE = Ctx(Actor(""), "imhub-node")
 
 T = TypeVar("T")
 
@@ -119,6 +121,15 @@ class Hub:
         """
         result: T = await self.committer.write(ctx, fn, orm=orm)
         return result
+
+    async def run_in_transaction(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run `fn` on the Core connection of a group-commit transaction, for node
+        bookkeeping written against a connection (webhook delivery's dispatch and
+        results). Like any write, `fn` may run more than once."""
+        async def write(tx: Tx) -> T:
+            return await fn(await tx.session.connection())
+
+        return await self.write(_NODE, write)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

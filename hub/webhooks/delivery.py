@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import functools
 import logging
 import os
 import random
@@ -30,9 +31,9 @@ import secrets
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -67,6 +68,10 @@ from .transport import FastTransport
 
 if TYPE_CHECKING:
     from ..core import Hub
+
+_T = TypeVar("_T")
+# Runs a function of a Core connection in a write transaction (Hub.run_in_transaction).
+Transactions = Callable[[Callable[[AsyncConnection], Awaitable[Any]]], Awaitable[Any]]
 
 log = logging.getLogger("imhub.delivery")
 
@@ -227,8 +232,11 @@ class DeliveryEngine:
     def __init__(self, engine: AsyncEngine, settings: DeliverySettings, *,
                  read_engine: AsyncEngine | None = None,
                  allow_networks: Iterable[str] = (), configs: ConfigSource | None = None,
-                 release_leases_on_start: bool | None = None) -> None:
+                 release_leases_on_start: bool | None = None,
+                 transactions: Transactions | None = None) -> None:
         self._db = engine
+        # The hub's group commit, when this engine shares SQLite's one writer with it.
+        self._transactions = transactions
         # Reads that need no transaction (SQLite: beside the writer, not after it).
         self._reads = read_engine or engine
         self._dialect = engine.dialect.name
@@ -273,10 +281,23 @@ class DeliveryEngine:
 
     @classmethod
     def for_hub(cls, hub: Hub) -> DeliveryEngine:
+        # On SQLite, dispatch and result writes join the hub's group commit: one writer
+        # connection, so transactions of their own would take turns with the chat's
+        # batches, each with its own COMMIT and fsync.
+        shared = hub.run_in_transaction if hub.engine.dialect.name == "sqlite" else None
         return cls(hub.engine, hub.settings.webhooks.delivery,
                    read_engine=getattr(hub, "read_engine", None),
                    allow_networks=hub.settings.webhooks.allow_networks,
-                   configs=getattr(hub, "webhook_configs", None))
+                   configs=getattr(hub, "webhook_configs", None), transactions=shared)
+
+    async def _in_transaction(self, fn: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        """Run `fn` in a write transaction (the hub's group commit, when shared); it may
+        run more than once, so it keeps no state between runs."""
+        if self._transactions is not None:
+            result: _T = await self._transactions(fn)
+            return result
+        async with self._db.begin() as conn:
+            return await fn(conn)
 
     # -- public ---------------------------------------------------------------------
 
@@ -398,10 +419,9 @@ class DeliveryEngine:
             now = now_ms()
             lease_until = now + self._lease_ms
             try:
-                async with self._db.begin() as conn:
-                    out = await dispatch_batch(
-                        conn, policies, limit=limit, now=now,
-                        lease_owner=self.node, lease_until=lease_until, take=self._taker())
+                out = await self._in_transaction(functools.partial(
+                    dispatch_batch, policies=policies, limit=limit, now=now,
+                    lease_owner=self.node, lease_until=lease_until, take=self._taker()))
                 break
             except PolicyNotLoaded:
                 continue  # a tenant's first event slipped in between: load it, go again
@@ -736,15 +756,9 @@ class DeliveryEngine:
             if o.gone:
                 gone.add(key)
         updates.sort(key=lambda u: (u[7], u[8], u[9]))  # one lock order for every node
-        async with self._db.begin() as conn:
-            await conn.exec_driver_sql(driver_sql(conn, _INSERT_ATTEMPT), attempts)
-            await conn.exec_driver_sql(driver_sql(conn, _UPDATE_DELIVERY), updates)
-            await conn.execute(_UPDATE_COUNTERS, [
-                {"k_t": t, "k_p": p, "v_ok": c[0], "v_fail": c[1], "v_code": c[2],
-                 "v_error": c[3], "v_time": c[4]}
-                for (t, p), c in sorted(counters.items())])
-            for t, p in sorted(gone):
-                await disable_endpoint(conn, t, p, "410 Gone from the endpoint")
+        await self._in_transaction(functools.partial(
+            _write_outcomes, attempts=attempts, updates=updates, counters=counters,
+            gone=gone))
 
     # -- leases ---------------------------------------------------------------------
 
@@ -833,3 +847,18 @@ async def disable_endpoint(conn: AsyncConnection, tenant_id: str, endpoint_id: s
         .where(_deliveries.c.tenant_id == tenant_id,
                _deliveries.c.endpoint_id == endpoint_id, _deliveries.c.status == PENDING)
         .values(status=FAILED, last_error=f"endpoint disabled: {reason}", update_time=now))
+
+
+async def _write_outcomes(conn: AsyncConnection, *, attempts: list[tuple[Any, ...]],
+                          updates: list[tuple[Any, ...]],
+                          counters: dict[tuple[str, str], list[Any]],
+                          gone: set[tuple[str, str]]) -> None:
+    """Record a batch of attempts: their rows, their deliveries, endpoint counters."""
+    await conn.exec_driver_sql(driver_sql(conn, _INSERT_ATTEMPT), attempts)
+    await conn.exec_driver_sql(driver_sql(conn, _UPDATE_DELIVERY), updates)
+    await conn.execute(_UPDATE_COUNTERS, [
+        {"k_t": t, "k_p": p, "v_ok": c[0], "v_fail": c[1], "v_code": c[2],
+         "v_error": c[3], "v_time": c[4]}
+        for (t, p), c in sorted(counters.items())])
+    for t, p in sorted(gone):
+        await disable_endpoint(conn, t, p, "410 Gone from the endpoint")
