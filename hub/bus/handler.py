@@ -55,6 +55,11 @@ class Handler:
     priority: int = 100
     timeout: float = 2.0
     failed_continue: bool = True
+    # True only for a handler known to end at once when cancelled (the bus's own webhook
+    # handler): its before() then runs in the caller's task under asyncio.timeout. Any
+    # other runs in a task of its own, so that one swallowing its cancellation cannot
+    # hold a request past its timeout.
+    prompt_cancel: bool = False
 
     def wants(self, hook: Hook, tenant_id: str) -> bool:
         """Whether this handler takes `hook` for `tenant_id`; asked once per call."""

@@ -60,6 +60,7 @@ class WebhookHandler(Handler):
 
     name = "webhook"
     priority = DEFAULT_PRIORITY
+    prompt_cancel = True  # awaits only the transport, which gives up at once
     # For a tenant not loaded yet (a bus that skips prepare); otherwise the hook's timeout.
     timeout = MAX_TIMEOUT
     failed_continue = False
