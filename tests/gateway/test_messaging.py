@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
+import pytest
 
 from tests.conftest import Database, Server, TenantHandle, settings_for
 from tests.gateway._client import Client
@@ -130,51 +131,55 @@ async def test_send_errors_come_back_as_replies(sqlite_tenant: TenantHandle) -> 
         await a.close()
 
 
+@pytest.fixture
+async def slow_sender(sqlite_database: Database, make_server: Callable[..., Awaitable[Server]],
+                      make_tenant: Callable[..., Awaitable[TenantHandle]]
+                      ) -> AsyncIterator[Callable[[float], Awaitable[Client]]]:
+    """Factory: alice's connection to a server where each send to bob takes `seconds`
+    in a plugin; closed after the test."""
+    clients: list[Client] = []
+
+    async def make(seconds: float) -> Client:
+        srv = await make_server(settings_for(sqlite_database, plugins=[{
+            "module": "tests.gateway._plugins:SlowSend", "timeout": 5,
+            "config": {"seconds": seconds}}]))
+        t = await make_tenant(srv)
+        await t.users("alice", "bob")
+        clients.append(await _open(t, "alice", 1))
+        return clients[-1]
+
+    yield make
+    for c in clients:
+        await c.close()
+
+
 async def test_a_slow_send_does_not_hold_up_a_heartbeat(
-        sqlite_database: Database, make_server: Callable[..., Awaitable[Server]],
-        make_tenant: Callable[..., Awaitable[TenantHandle]]) -> None:
-    srv = await make_server(settings_for(sqlite_database, plugins=[{
-        "module": "tests.gateway._plugins:SlowSend", "timeout": 5,
-        "config": {"seconds": 1.0}}]))
-    t = await make_tenant(srv)
-    await t.users("alice", "bob")
-    a = await _open(t, "alice", 1)
-    try:
-        start = time.monotonic()
-        send = asyncio.create_task(a.send_text("bob", "slow"))
-        await asyncio.sleep(0.05)
-        beat = await a.request(1001, {})
-        beat_took = time.monotonic() - start
-        assert beat["errCode"] == 0 and beat_took < 0.8, beat_took
-        assert not send.done()
-        assert (await send)["errCode"] == 0
-        assert time.monotonic() - start >= 1.0
-    finally:
-        await a.close()
+        slow_sender: Callable[[float], Awaitable[Client]]) -> None:
+    a = await slow_sender(1.0)
+    start = time.monotonic()
+    send = asyncio.create_task(a.send_text("bob", "slow"))
+    await asyncio.sleep(0.05)
+    beat = await a.request(1001, {})
+    beat_took = time.monotonic() - start
+    assert beat["errCode"] == 0 and beat_took < 0.8, beat_took
+    assert not send.done()
+    assert (await send)["errCode"] == 0
+    assert time.monotonic() - start >= 1.0
 
 
 async def test_past_32_requests_in_flight_the_server_stops_reading(
-        sqlite_database: Database, make_server: Callable[..., Awaitable[Server]],
-        make_tenant: Callable[..., Awaitable[TenantHandle]]) -> None:
-    # Each send takes 0.5 s in a plugin. 40 sends, then a heartbeat: the 33rd send makes
-    # the server stop reading this connection until a send finishes, so the heartbeat,
-    # queued behind it in the socket, cannot be answered before the first sends are.
-    srv = await make_server(settings_for(sqlite_database, plugins=[{
-        "module": "tests.gateway._plugins:SlowSend", "timeout": 5,
-        "config": {"seconds": 0.5}}]))
-    t = await make_tenant(srv)
-    await t.users("alice", "bob")
-    a = await _open(t, "alice", 1)
-    try:
-        start = time.monotonic()
-        sends = [asyncio.create_task(a.send_text("bob", f"m{i}")) for i in range(40)]
-        await asyncio.sleep(0)  # the sends' frames go out first
-        beat = await a.request(1001, {})
-        beat_took = time.monotonic() - start
-        assert beat["errCode"] == 0
-        assert beat_took >= 0.45, beat_took
-        replies = await asyncio.gather(*sends)
-        assert [r["errCode"] for r in replies] == [0] * 40
-        assert sorted(r["data"]["seq"] for r in replies) == list(range(1, 41))
-    finally:
-        await a.close()
+        slow_sender: Callable[[float], Awaitable[Client]]) -> None:
+    # Each send takes 0.5 s. 40 sends, then a heartbeat: the 33rd send makes the server
+    # stop reading this connection until a send finishes, so the heartbeat, queued
+    # behind it in the socket, cannot be answered before the first sends are.
+    a = await slow_sender(0.5)
+    start = time.monotonic()
+    sends = [asyncio.create_task(a.send_text("bob", f"m{i}")) for i in range(40)]
+    await asyncio.sleep(0)  # the sends' frames go out first
+    beat = await a.request(1001, {})
+    beat_took = time.monotonic() - start
+    assert beat["errCode"] == 0
+    assert beat_took >= 0.45, beat_took
+    replies = await asyncio.gather(*sends)
+    assert [r["errCode"] for r in replies] == [0] * 40
+    assert sorted(r["data"]["seq"] for r in replies) == list(range(1, 41))
