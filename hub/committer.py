@@ -1,11 +1,10 @@
 """Group commit: concurrent `Hub.write` calls share one transaction.
 
 A writer task takes up to `max_batch` queued writes, opens one session and one
-transaction, runs each write function in its own SAVEPOINT (so a failing one rolls back
-only itself and gets its own exception), commits once, and then, in queue order, hands
-each write's after-events to the bus, runs its synchronous post-commit work and resolves
-its caller. A caller therefore returns only after its transaction has committed, and
-pushes leave in commit order.
+transaction, runs the write functions (so that a failing one fails alone: see below),
+commits once, and then, in queue order, hands each write's after-events to the bus, runs
+its synchronous post-commit work and resolves its caller. A caller therefore returns
+only after its transaction has committed, and pushes leave in commit order.
 
 Under load this turns N commits (N fsyncs on SQLite with synchronous=FULL) into one; an
 idle server commits each write at once, without waiting to fill a batch.
@@ -13,21 +12,20 @@ idle server commits each write at once, without waiting to fill a batch.
 SQLite has one writer (and imhub gives it one connection), so it gets one writer task.
 PostgreSQL gets a few: seq allocation is an upsert under a row lock, so concurrent
 batches stay correct. Two batches that lock the same rows in opposite orders deadlock;
-PostgreSQL aborts one statement, its savepoint rolls back, and that write is queued again
-for a later batch, so a write function may run more than once: it must write only
-through `tx` (never `hub.read()` or `hub.write()` inside, which on SQLite's single
-connection would wait for itself) and keep no state between runs.
+PostgreSQL aborts one statement, and that write is queued again for a later batch. So a
+write function may run more than once: it must write only through `tx` (never
+`hub.read()` or `hub.write()` inside, which on SQLite's single connection would wait for
+itself) and keep no state between runs.
 
 A batch is first run whole, without savepoints: each write straight into the one
 transaction, on the driver connection resolved once for the batch (`Tx.db`), its
 compiled-statement rows and seq counters gathered for the end of the batch (hub/tx.py's
-`Batch`). Writes
-rarely fail, and a savepoint per write (two statements, or the ORM's `begin_nested()`
-bookkeeping) cost more than the write itself. If any write raises, the whole
-transaction is rolled back and the batch runs again the careful way: each write in its
-own savepoint, so that only the failing one fails. A write function must therefore let
-database errors propagate (never catch one and go on): on PostgreSQL an error aborts
-the transaction it happened in.
+`Batch`). Writes rarely fail, and a savepoint per write (two statements, or the ORM's
+`begin_nested()` bookkeeping) cost more than the write itself. If any write raises, the
+whole transaction is rolled back and the batch runs again the careful way: each write in
+its own savepoint, so that only the failing one fails (and a deadlocked one is queued
+again). A write function must therefore let database errors propagate (never catch one
+and go on): on PostgreSQL an error aborts the transaction it happened in.
 
 In that careful run, a write declared `orm=False` (it writes only through tx.after and
 the compiled statements of hub/db/fast.py, as sending a message does) gets a plain SQL

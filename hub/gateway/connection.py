@@ -126,7 +126,7 @@ class Connection:
             self.closing = True  # the peer is gone or going: nothing more to write
         if self._out is not None:
             self._start_drain()  # the close, after the frames before it
-        elif self._proto.imhub_buffered() > _MAX_BUFFERED:
+        elif not self.closing and self._proto.imhub_buffered() > _MAX_BUFFERED:
             self._cut_off()
 
     async def _drain(self) -> None:

@@ -83,13 +83,11 @@ def _direct(config: Any) -> Any:
     return app
 
 
-class _QuietRefusal:
-    """Mixin for the sans-I/O protocol: a refused upgrade (our 401) is a complete answer,
-    and text frames can be written without a coroutine and read without the ASGI queue.
-
-    uvicorn logs "ASGI callable returned without completing handshake" at ERROR level after
-    a websocket.http.response, which would put an error line in the log for every bad
-    token a client tries.
+class _SansIOFast:
+    """Mixin for uvicorn's sans-I/O protocol (the default `gateway.ws`): text frames are
+    written without a coroutine and read without the ASGI queue. It reaches into that
+    protocol's attributes, so it is mixed into that one only; the gateway falls back to
+    ASGI where a protocol lacks `imhub_write` / `imhub_frames`.
     """
 
     # Set by the gateway once a connection is online: takes each text frame as it is
@@ -159,6 +157,16 @@ class _QuietRefusal:
         proto: Any = self
         return int(proto.transport.get_write_buffer_size())
 
+
+class _QuietRefusal:
+    """Mixin for the sans-I/O and wsproto protocols: a refused upgrade (our 401) is a
+    complete answer.
+
+    uvicorn logs "ASGI callable returned without completing handshake" at ERROR level after
+    a websocket.http.response, which would put an error line in the log for every bad
+    token a client tries.
+    """
+
     async def send(self, message: dict[str, Any]) -> None:
         await super().send(message)  # type: ignore[misc]
         if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
@@ -171,7 +179,10 @@ def protocol_class(name: str) -> type[asyncio.Protocol]:
     module, cls = _BASES[name]
     base = getattr(importlib.import_module(module), cls)
     # The legacy "websockets" protocol has a `send` of its own (and no such log line).
-    mixins = (Tracked,) if name == "websockets" else (Tracked, _QuietRefusal)
+    mixins: tuple[type, ...] = {
+        "websockets-sansio": (Tracked, _SansIOFast, _QuietRefusal),
+        "wsproto": (Tracked, _QuietRefusal),
+    }.get(name, (Tracked,))
     return type(f"Tracked{cls}", (*mixins, base), {})
 
 

@@ -183,3 +183,27 @@ async def test_past_32_requests_in_flight_the_server_stops_reading(
     replies = await asyncio.gather(*sends)
     assert [r["errCode"] for r in replies] == [0] * 40
     assert sorted(r["data"]["seq"] for r in replies) == list(range(1, 41))
+
+
+@pytest.mark.parametrize("ws", ["websockets-sansio", "wsproto", "websockets"])
+async def test_every_websocket_implementation_sends_pushes_and_replies(
+        ws: str, sqlite_database: Database, make_server: Callable[..., Awaitable[Server]],
+        make_tenant: Callable[..., Awaitable[TenantHandle]]) -> None:
+    # The sans-I/O protocol has imhub's own read and write paths (hub/gateway/protocol.py);
+    # the others go through ASGI. All must carry requests, replies and pushes alike.
+    srv = await make_server(settings_for(sqlite_database, gateway={"ws": ws}))
+    t = await make_tenant(srv)
+    await t.users("alice", "bob")
+    a, b = await _open(t, "alice", 1), await _open(t, "bob", 1)
+    try:
+        replies = await asyncio.gather(*(a.send_text("bob", f"m{i}") for i in range(20)))
+        assert sorted(r["data"]["seq"] for r in replies) == list(range(1, 21))
+        pushed = await b.pushed_messages(20)
+        assert sorted(m["seq"] for m in pushed) == list(range(1, 21))
+        await a.send_raw("not json")
+        bad = await a.next_unmatched()
+        assert bad["errCode"] == 1001
+        assert (await a.request(1001, {}))["errCode"] == 0
+    finally:
+        await a.close()
+        await b.close()
