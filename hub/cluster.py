@@ -57,6 +57,10 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+# How long closing a connection to Redis may take at shutdown.
+_CLOSE_SECONDS = 5.0
+
+
 class Cluster:
     def __init__(self, url: str, *, prefix: str, node_ttl: float) -> None:
         self.node_id = new_node_id()
@@ -96,7 +100,9 @@ class Cluster:
                 await self._outbox.join()  # kicks and pushes queued before shutdown
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Bounded: a task closing a connection that Redis dropped must not hold the
+        # node's shutdown (nor a test's teardown) forever.
+        await asyncio.wait(self._tasks, timeout=_CLOSE_SECONDS)
         with contextlib.suppress(RedisError, OSError):
             await self._redis.zrem(self._nodes, self.node_id)  # the others know at once
         await self._redis.aclose()
@@ -150,7 +156,8 @@ class Cluster:
                 await asyncio.sleep(0.5)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    async with asyncio.timeout(_CLOSE_SECONDS):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _dispatch(self, raw: bytes) -> None:
         try:
