@@ -1,5 +1,6 @@
-"""The contract's numeric vocabulary (CONTRACT 3), shared by the server and the client
-SDK. Dependency-free, so the SDK imports it without the server's stack."""
+"""The contract's numeric vocabulary and conversation IDs (CONTRACT 3), shared by the
+server and the client SDK. Dependency-free, so the SDK imports it without the server's
+stack."""
 
 from __future__ import annotations
 
@@ -59,3 +60,16 @@ class NotificationType(IntEnum):
     GROUP_MEMBER_INFO_SET = 1516
     MSG_REVOKED = 2101
     HAS_READ_RECEIPT = 2200
+
+
+# Conversation IDs: `si_<smaller userID>_<larger>`, `sg_<groupID>`, `n_<userID>`.
+def single_conversation_id(a: str, b: str) -> str:
+    return f"si_{a}_{b}" if a < b else f"si_{b}_{a}"
+
+
+def group_conversation_id(group_id: str) -> str:
+    return f"sg_{group_id}"
+
+
+def notification_conversation_id(user_id: str) -> str:
+    return f"n_{user_id}"

@@ -75,7 +75,7 @@ class Statement:
 
     async def rows(self, on: On, params: Params) -> list[Sequence[Any]]:
         """Run with `params` (by bind name); return every row."""
-        return await self._rows(on if isinstance(on, Driver) else await _driver(on), params)
+        return await self._rows(on if isinstance(on, Driver) else await driver_of(on), params)
 
     async def _rows(self, on: Driver, params: Params) -> list[Sequence[Any]]:
         sql, names, defaults = self._sql(on.dialect)
@@ -89,7 +89,7 @@ class Statement:
 
     async def many(self, on: On, params: Sequence[Params]) -> None:
         """Run once per parameter set, returning nothing (executemany)."""
-        d = on if isinstance(on, Driver) else await _driver(on)
+        d = on if isinstance(on, Driver) else await driver_of(on)
         sql, names, defaults = self._sql(d.dialect)
         args = [self._args(names, defaults, p) for p in params]
         try:
@@ -123,7 +123,7 @@ class Reader:
                 return await stmt.rows(conn, params)
         conn = await self._engine.connect()
         if self._kept is None:
-            self._kept, self._driver = conn, await _driver(conn)
+            self._kept, self._driver = conn, await driver_of(conn)
         else:
             await conn.close()  # another caller kept one meanwhile
         assert self._driver is not None
@@ -141,7 +141,7 @@ async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
     the session's own `begin_nested()` costs ten times the SQL (its bookkeeping keeps ORM
     objects consistent after a rollback, which such a write does not need). Not nestable.
     """
-    db = (await _driver(session)).sqlite
+    db = (await driver_of(session)).sqlite
     assert db is not None
     db.execute("SAVEPOINT imhub_write")
     try:
@@ -164,10 +164,6 @@ def dialect_name(on: On) -> str:
 
 async def driver_of(on: AsyncConnection | AsyncSession) -> Driver:
     """The driver connection under `on`, for statements run back to back on it."""
-    return await _driver(on)
-
-
-async def _driver(on: AsyncConnection | AsyncSession) -> Driver:
     if isinstance(on, AsyncConnection):
         raw = await on.get_raw_connection()
         return Driver(on.dialect, raw.driver_connection, raw.dbapi_connection)
@@ -177,7 +173,7 @@ async def _driver(on: AsyncConnection | AsyncSession) -> Driver:
     cached = on.info.get(_CACHE_KEY)
     if cached is not None and cached[0] is _innermost(on):
         return cached[1]  # type: ignore[no-any-return]
-    found = await _driver(await on.connection())
+    found = await driver_of(await on.connection())
     on.info[_CACHE_KEY] = (_innermost(on), found)
     return found
 

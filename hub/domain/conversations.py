@@ -32,9 +32,9 @@ from ..context import Ctx
 from ..core import Hub
 from ..db.chat import UserConversation
 from ..db.models import ConversationSeq, GroupMember, Message
+from ..wire_types import single_conversation_id
 from ._lookup import require_users
 from ._schema import ID, Req
-from .seqs import single_conversation_id
 from .wire import message_to_wire
 
 router = Router()

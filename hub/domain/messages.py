@@ -75,6 +75,7 @@ from ..errors import (
     NotGroupMember,
 )
 from ..tx import Tx
+from ..wire_types import group_conversation_id, single_conversation_id
 from ._schema import ID, Req, Text, revalidate
 from .conversations import (
     GROUP,
@@ -89,7 +90,6 @@ from .conversations import (
 from .groups import ADMIN, DISMISSED, MUTED, OWNER
 from .notify import NT
 from .push import OfflinePushInfo
-from .seqs import group_conversation_id, single_conversation_id
 from .wire import message_to_wire
 
 router = Router()

@@ -12,8 +12,7 @@ from sqlalchemy import select
 
 from ..clock import new_id, now_ms
 from ..db.models import Friend, Message, User
-from ..wire_types import NotificationType
-from .seqs import notification_conversation_id
+from ..wire_types import NotificationType, notification_conversation_id
 from .wire import message_to_wire
 
 if TYPE_CHECKING:

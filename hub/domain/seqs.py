@@ -1,4 +1,5 @@
-"""Seq allocation: one counter row per conversation, bumped in the storing transaction."""
+"""Seq allocation: one counter row per conversation, bumped in the storing transaction.
+(Conversation IDs are in hub/wire_types.py, shared with the SDK.)"""
 
 from __future__ import annotations
 
@@ -10,18 +11,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..db.fast import On, Statement, dialect_name
 from ..db.models import ConversationSeq
-
-
-def single_conversation_id(a: str, b: str) -> str:
-    return f"si_{a}_{b}" if a < b else f"si_{b}_{a}"
-
-
-def group_conversation_id(group_id: str) -> str:
-    return f"sg_{group_id}"
-
-
-def notification_conversation_id(user_id: str) -> str:
-    return f"n_{user_id}"
 
 
 def _upsert(insert: Any) -> Statement:

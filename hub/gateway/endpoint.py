@@ -79,13 +79,13 @@ class Endpoint:
             await _deny(scope, send, exc)
             return
         await send({"type": "websocket.accept"})
-        conn = self._gateway.connection(actor, op_id, send, tracked_protocol(receive))
+        proto = tracked_protocol(receive)
+        conn = self._gateway.connection(actor, op_id, send, proto)
         try:
             await self._gateway.attach(conn, params["token"])
         except Exception:
             log.exception("could not bring %r online", conn)
             conn.close(1011, "try again later")
-        proto = tracked_protocol(receive)
         direct = proto is not None and hasattr(proto, "imhub_frames")
         if direct:
             # Text frames straight from the protocol from now on (hub/gateway/protocol.py);

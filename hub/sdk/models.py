@@ -11,6 +11,9 @@ from typing import Any
 from ..wire_types import ContentType as ContentType
 from ..wire_types import NotificationType as NotificationType
 from ..wire_types import SessionType as SessionType
+from ..wire_types import group_conversation_id as group_conversation_id
+from ..wire_types import notification_conversation_id as notification_conversation_id
+from ..wire_types import single_conversation_id as single_conversation_id
 
 
 def _int(value: Any) -> int:
@@ -20,18 +23,6 @@ def _int(value: Any) -> int:
 
 def _str(value: Any) -> str:
     return str(value) if value is not None else ""
-
-
-def single_conversation_id(a: str, b: str) -> str:
-    return f"si_{a}_{b}" if a < b else f"si_{b}_{a}"
-
-
-def group_conversation_id(group_id: str) -> str:
-    return f"sg_{group_id}"
-
-
-def notification_conversation_id(user_id: str) -> str:
-    return f"n_{user_id}"
 
 
 def conversation_id_of(session_type: int, send_id: str, recv_id: str, group_id: str) -> str:

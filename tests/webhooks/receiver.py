@@ -100,7 +100,14 @@ class Receiver:
 async def serve_receiver(port: int | None = None) -> AsyncIterator[Receiver]:
     receiver = Receiver(port or free_port())
     app = Starlette(routes=[Route("/{path:path}", receiver.handle, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=receiver.port,
+    async with serve_app(app, receiver.port):
+        yield receiver
+
+
+@asynccontextmanager
+async def serve_app(app: Any, port: int) -> AsyncIterator[None]:
+    """Serve an ASGI app with uvicorn on a loopback port for the duration of the block."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -108,7 +115,7 @@ async def serve_receiver(port: int | None = None) -> AsyncIterator[Receiver]:
             task.result()
         await asyncio.sleep(0.01)
     try:
-        yield receiver
+        yield
     finally:
         server.should_exit = True
         await task

@@ -20,7 +20,6 @@ import httpx
 import orjson
 import pytest
 import pytest_asyncio
-import uvicorn
 from standardwebhooks.webhooks import Webhook
 from starlette.responses import Response
 
@@ -36,7 +35,7 @@ from tests.conftest import (
     settings_for,
     start_server,
 )
-from tests.webhooks.receiver import Hit, Receiver, serve_receiver
+from tests.webhooks.receiver import Hit, Receiver, serve_app, serve_receiver
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -480,14 +479,7 @@ async def test_the_receiver_in_the_docs_verifies_vetoes_and_masks(
     monkeypatch.setenv("IMHUB_WEBHOOK_SECRET", config["secret"])
     namespace: dict[str, Any] = {"__name__": "receiver"}
     exec(compile(_docs_receiver(), "docs/webhooks.md", "exec"), namespace)
-    server = uvicorn.Server(uvicorn.Config(namespace["app"], host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
+    async with serve_app(namespace["app"], port):
         status, err, msg = await code(sq, "/friend/add_friend", {
             "fromUserID": "alice", "toUserID": "bob", "reqMsg": "cheap SPAM here"})
         assert (err, msg, status) == (7001, "friend request refused", 403)
@@ -508,6 +500,3 @@ async def test_the_receiver_in_the_docs_verifies_vetoes_and_masks(
                                                 "webhook-timestamp": str(int(time.time())),
                                                 "webhook-signature": "v1,AAAA"})
         assert forged.status_code == 401
-    finally:
-        server.should_exit = True
-        await task

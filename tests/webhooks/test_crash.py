@@ -104,6 +104,28 @@ def _committed(db: Path) -> tuple[set[str], dict[str, int]]:
     return events, seqs
 
 
+
+class _Stall:
+    """Makes the receiver hold every request once it has had `after` of them, until
+    `release` is set; the held requests then end with a 503 (their sender never saw an
+    answer). `held` lists their webhook-ids."""
+
+    def __init__(self, receiver: Receiver, after: int) -> None:
+        self.stalled = asyncio.Event()
+        self.release = asyncio.Event()
+        self.held: list[str] = []
+        self._receiver, self._after = receiver, after
+        receiver.answer = self._answer
+
+    async def _answer(self, hit: Hit) -> Response | None:
+        if len(self._receiver.hits) >= self._after:
+            self.stalled.set()
+        if self.stalled.is_set() and not self.release.is_set():
+            self.held.append(hit.webhook_id)
+            await self.release.wait()
+            return Response("too late", status_code=503)
+        return None
+
 async def test_sigkill_mid_delivery_loses_nothing(tmp_path: Path, receiver: Receiver) -> None:
     db = tmp_path / "imhub.db"
     port = free_port()
@@ -120,20 +142,8 @@ async def test_sigkill_mid_delivery_loses_nothing(tmp_path: Path, receiver: Rece
     # After KILL_AFTER deliveries the receiver stops answering, so that when the server
     # dies some attempts are in flight and the rest of the backlog is pending. Held
     # requests end with a 503 once released: the dead server never saw an answer.
-    stalled = asyncio.Event()
-    release = asyncio.Event()
-    held: list[str] = []
-
-    async def answer(hit: Hit) -> Response | None:
-        if len(receiver.hits) >= KILL_AFTER:
-            stalled.set()
-        if stalled.is_set() and not release.is_set():
-            held.append(hit.webhook_id)
-            await release.wait()
-            return Response("too late", status_code=503)
-        return None
-
-    receiver.answer = answer
+    stall = _Stall(receiver, KILL_AFTER)
+    stalled, release, held = stall.stalled, stall.release, stall.held
     server = Serve(config, port, tmp_path / "serve.log")
     await server.start()
     try:
@@ -242,17 +252,8 @@ async def test_workers_share_the_work_and_take_over_a_dead_ones(
             "enabled": False, "pollSeconds": 0.1, "timeout": 1, "leaseSeconds": 3,
             "maxInFlight": 8}},
     }))
-    release = asyncio.Event()
-    held: list[str] = []
-
-    async def answer(hit: Hit) -> Response | None:
-        if len(receiver.hits) >= 100 and not release.is_set():
-            held.append(hit.webhook_id)
-            await release.wait()
-            return Response("too late", status_code=503)
-        return None
-
-    receiver.answer = answer
+    stall = _Stall(receiver, 100)
+    release, held = stall.release, stall.held
     server = Serve(config, port, tmp_path / "serve.log")
     workers = [Worker(config, tmp_path / f"worker{i}.log") for i in range(2)]
     try:
