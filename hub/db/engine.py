@@ -55,7 +55,7 @@ def create_read_engine(url: str, *, pool_size: int = 4, echo: bool = False
                                  pool_timeout=60,
                                  async_creator=lambda: sqlite_inline.connect(path))
     event.listen(engine.sync_engine, "connect", _sqlite_read_only)
-    event.listen(engine.sync_engine, "begin", _sqlite_begin)
+    event.listen(engine.sync_engine, "begin", _sqlite_begin_read)
     return engine
 
 
@@ -78,8 +78,23 @@ def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -
 def _sqlite_begin(conn: Connection) -> None:
     # The connection never begins on its own (hub/db/sqlite.py), so that the group
     # commit's savepoints nest in a real transaction (SQLAlchemy's documented recipe).
+    # IMMEDIATE: the write lock is taken at BEGIN, where busy_timeout waits for another
+    # process's writer (`imhub events replay` beside a serving node). A deferred
+    # transaction that reads first and writes later fails at once with "database is
+    # locked" when another process committed in between (SQLITE_BUSY_SNAPSHOT); no
+    # timeout helps it. This engine is the process's one writer, so nothing here waits
+    # that did not wait before.
     # Straight on the sqlite3 connection: through exec_driver_sql, SQLAlchemy's execute
     # path cost more than the rest of a one-message transaction.
+    driver = conn.connection.driver_connection
+    if isinstance(driver, sqlite_inline.Connection):
+        driver.sqlite.execute("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_begin_read(conn: Connection) -> None:
+    # Deferred: a reader takes no write lock and sees one snapshot for its transaction.
     driver = conn.connection.driver_connection
     if isinstance(driver, sqlite_inline.Connection):
         driver.sqlite.execute("BEGIN")
