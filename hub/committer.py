@@ -69,6 +69,7 @@ class _Item:
     ctx: Ctx
     fn: WriteFn
     orm: bool
+    changes_checks: bool
     future: asyncio.Future[tuple[Any, list[asyncio.Task[None]]]]
     attempts: int = 0
     tx: Tx | None = None
@@ -98,15 +99,19 @@ class Committer:
         self._resolved: asyncio.Future[None] | None = None
         # Called once per committed batch that wrote after-events (delivery's wake-up).
         self.on_events: Callable[[], None] | None = None
+        # Called after a batch with a write that may change what sends check (hub/checks.py).
+        self.on_checks_changed: Callable[[], None] | None = None
 
-    async def write(self, ctx: Ctx, fn: WriteFn, *, orm: bool = True) -> Any:
+    async def write(self, ctx: Ctx, fn: WriteFn, *, orm: bool = True,
+                    changes_checks: bool = True) -> Any:
         """Queue `fn` for the next batch; return its result once that batch has committed.
         `orm=False`: `fn` does not use the ORM (only tx.after and hub/db/fast.py
-        statements), so on SQLite its savepoint can skip the ORM's bookkeeping."""
+        statements), so on SQLite its savepoint can skip the ORM's bookkeeping.
+        `changes_checks=False`: `fn` changes nothing that a send checks (hub/checks.py)."""
         queue = self._queue if self._queue is not None else self._start()
         future: asyncio.Future[tuple[Any, list[asyncio.Task[None]]]] = (
             asyncio.get_running_loop().create_future())
-        queue.put_nowait(_Item(ctx, fn, orm, future))
+        queue.put_nowait(_Item(ctx, fn, orm, changes_checks, future))
         result, posts = await future
         for task in posts:
             # Shielded: a caller that goes away does not cancel another part's push.
@@ -158,6 +163,9 @@ class Committer:
         done, retry = await self._whole(batch)
         if done is None:
             done, retry = await self._careful(batch)
+        # Before any caller hears of the commit, so that a send after (say) a block sees it.
+        if self.on_checks_changed is not None and any(i.changes_checks for i in batch):
+            self.on_checks_changed()
         # Resolved from the loop's queue of callbacks rather than here: this writer goes
         # straight on to the next batch, whose COMMIT (an fsync, in a thread) then
         # overlaps the pushes of this one. Callbacks run in order, so pushes stay in
@@ -165,7 +173,7 @@ class Committer:
         loop = asyncio.get_running_loop()
         self._resolved = loop.create_future()
         loop.call_soon(self._resolve_all, done, self._resolved)
-        if self.on_events is not None and any(i.tx and i.tx.events for i in done):
+        if self.on_events is not None and any(i.tx and i.tx.undispatched for i in done):
             self.on_events()
         for item in retry:
             assert self._queue is not None
@@ -192,7 +200,12 @@ class Committer:
                     if item.orm:
                         await session.flush()  # its errors are its own, not the next one's
                     item.tx = tx
-                await shared.flush(db)
+                if db.sqlite is not None:
+                    # Its rows and its COMMIT in the commit thread (hub/db/sqlite.py);
+                    # a failed insert rolls back there and is handled as any failed write.
+                    await shared.flush_and_commit(db)
+                else:
+                    await shared.flush(db)
             except Exception as exc:
                 await trans.rollback()
                 for other in batch:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from .auth import Tokens
 from .bus import Bus
+from .checks import SendChecks
 from .cluster import Cluster
 from .committer import Committer
 from .context import Actor, Ctx
@@ -63,6 +64,9 @@ class Hub:
             self.sessions, self.bus, sqlite=is_sqlite(db.url),
             max_batch=settings.commit.max_batch,
             writers=1 if is_sqlite(db.url) else settings.commit.pg_writers)
+        # One node writes SQLite: the only place where every change passes this process.
+        self.checks = SendChecks(enabled=is_sqlite(db.url))
+        self.committer.on_checks_changed = self.checks.changed
         self.tokens = Tokens(self.sessions, ttl_seconds=settings.auth.token_ttl_seconds,
                              cache_live_tokens=settings.redis_url is None)
         # Several nodes (hub/cluster.py) when Redis is set; presence and the WebSocket
@@ -108,8 +112,8 @@ class Hub:
             await self.read_engine.dispose()
         await self.engine.dispose()
 
-    async def write(self, ctx: Ctx, fn: Callable[[Tx], Awaitable[T]], *, orm: bool = True
-                    ) -> T:
+    async def write(self, ctx: Ctx, fn: Callable[[Tx], Awaitable[T]], *, orm: bool = True,
+                    changes_checks: bool = True) -> T:
         """Run `fn` in one transaction with its after-events; after the commit, hand the
         events to the bus and run the post-commit work `fn` registered.
 
@@ -117,9 +121,11 @@ class Hub:
         transaction strategy (one per action, or a group commit) lives in one place.
         Concurrent writes share one transaction (hub/committer.py), each in its own
         savepoint: `fn` must write only through `tx` and may run more than once.
-        `orm=False` promises that `fn` leaves the ORM alone (cheaper savepoint on SQLite).
+        `orm=False` promises that `fn` leaves the ORM alone (cheaper savepoint on SQLite);
+        `changes_checks=False` that it changes no user, relation or group, so what sends
+        check stays cached (hub/checks.py).
         """
-        result: T = await self.committer.write(ctx, fn, orm=orm)
+        result: T = await self.committer.write(ctx, fn, orm=orm, changes_checks=changes_checks)
         return result
 
     async def run_in_transaction(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
@@ -129,7 +135,7 @@ class Hub:
         async def write(tx: Tx) -> T:
             return await fn(await tx.session.connection())
 
-        return await self.write(_NODE, write)
+        return await self.write(_NODE, write, changes_checks=False)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

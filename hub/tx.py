@@ -15,14 +15,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, insert
+from sqlalchemy import bindparam, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .bus.catalogue import Hook
 from .bus.handler import AfterEvent
 from .clock import new_id, now_ms
 from .context import Ctx
-from .db.fast import On, Params, Statement
+from .db.delivery import WebhookEndpoint
+from .db.fast import Driver, On, Params, Statement, many_and_commit
 from .db.models import Event
 from .domain.seqs import SET_MAX_SEQ, allocate
 
@@ -33,15 +34,23 @@ _INSERT_EVENTS = Statement(insert(Event).values(
     {c.name: bindparam(c.name) for c in Event.__table__.columns if c.name != "pos"}))
 
 
+# Whether a tenant has an endpoint that may take its after-events.
+_HAS_ENDPOINT = Statement(select(literal(1)).where(
+    WebhookEndpoint.tenant_id == bindparam("t"), WebhookEndpoint.disabled == 0,
+    WebhookEndpoint.deleted == 0).limit(1))
+
+
 class Batch:
     """What the writes of one whole batch leave for its end (see the module docstring)."""
 
-    __slots__ = ("_rows", "_seqs")
+    __slots__ = ("_rows", "_seqs", "undispatched")
 
     def __init__(self) -> None:
         self._rows: dict[Statement, list[Params]] = {}
         # (tenant, conversation) -> [the last seq handed out, the last one stored]
         self._seqs: dict[tuple[str, str], list[int]] = {}
+        # Whether it left outbox rows for the dispatcher (hub/webhooks/dispatch.py).
+        self.undispatched = True
 
     def insert(self, stmt: Statement, rows: Sequence[Params]) -> None:
         self._rows.setdefault(stmt, []).extend(rows)
@@ -56,15 +65,45 @@ class Batch:
         counter[0] += n
         return counter[0] - n + 1
 
-    async def flush(self, db: On) -> None:
-        """Write what the batch left: its rows in the order first written, then counters."""
-        for stmt, rows in self._rows.items():
-            await stmt.many(db, rows)
-        moved = [{"t": t, "c": c, "n": last} for (t, c), (last, stored) in self._seqs.items()
-                 if last != stored]
+    def _pending(self) -> list[tuple[Statement, list[Params]]]:
+        # Its rows in the order first written, then the counters.
+        work = list(self._rows.items())
+        moved: list[Params] = [{"t": t, "c": c, "n": last}
+                               for (t, c), (last, stored) in self._seqs.items()
+                               if last != stored]
         if moved:
-            await SET_MAX_SEQ.many(db, moved)
+            work.append((SET_MAX_SEQ, moved))
         self._rows, self._seqs = {}, {}
+        return work
+
+    async def flush(self, db: On) -> None:
+        """Write what the batch left."""
+        for stmt, rows in self._pending():
+            await stmt.many(db, rows)
+
+    async def flush_and_commit(self, db: Driver) -> None:
+        """SQLite: write what the batch left and COMMIT, both in the commit thread."""
+        await self._settle_outbox(db)
+        await many_and_commit(db, self._pending())
+
+    async def _settle_outbox(self, db: Driver) -> None:
+        """Store the events of tenants with no endpoint as dispatched already: the
+        dispatcher would fan them out to nobody, at a transaction per batch. Asked inside
+        this batch's transaction, under SQLite's one writer, so an endpoint committed
+        before it takes its events and one committed after it would not have anyway."""
+        rows = self._rows.get(_INSERT_EVENTS)
+        if not rows:
+            self.undispatched = False
+            return
+        served: dict[str, bool] = {}
+        for row in rows:
+            tenant_id = row["tenant_id"]
+            found = served.get(tenant_id)
+            if found is None:
+                found = served[tenant_id] = bool(await _HAS_ENDPOINT.rows(db, {"t": tenant_id}))
+            if not found:
+                row["dispatched"] = 1  # type: ignore[index]
+        self.undispatched = any(served.values())
 
 
 class Tx:
@@ -103,6 +142,11 @@ class Tx:
         })
         self.events.append(ev)
         return ev
+
+    @property
+    def undispatched(self) -> bool:
+        """Whether its after-events wait for the dispatcher (always, outside a batch)."""
+        return bool(self.events) and (self._batch is None or self._batch.undispatched)
 
     async def insert(self, stmt: Statement, rows: Sequence[Params]) -> None:
         """Insert `rows` with a compiled statement (hub/db/fast.py): now, or at the end of

@@ -92,6 +92,15 @@ class Bus:
                 current = _fold(hook, current, verdict.changes)
         return current
 
+    async def calls_before(self, hook: Hook, tenant_id: str) -> bool:
+        """Whether `before(hook, tenant_id, ...)` would call any handler now."""
+        handlers = self._before.get(hook.name)
+        if not handlers:
+            return False
+        for p in self._preparers:
+            await p.prepare(tenant_id)
+        return any(h.wants(hook, tenant_id) for h in handlers)
+
     async def _call(self, h: Handler, call: BeforeCall) -> Verdict | None:
         """One handler under its timeout. None means 'failed, but go on'."""
         start = time.perf_counter()

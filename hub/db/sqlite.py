@@ -104,6 +104,23 @@ class Connection:
         if self._conn.in_transaction:
             await asyncio.get_running_loop().run_in_executor(self._commits, self._conn.commit)
 
+    async def write_and_commit(self, work: Sequence[tuple[str, list[list[Any]]]]) -> None:
+        """Run `work` (executemany calls) and COMMIT, together in the commit thread: the
+        inserts' SQLite work then runs beside the event loop instead of in it. On an error
+        the transaction is rolled back and the error raised."""
+        await asyncio.get_running_loop().run_in_executor(self._commits, self._write_commit,
+                                                         work)
+
+    def _write_commit(self, work: Sequence[tuple[str, list[list[Any]]]]) -> None:
+        try:
+            for sql, args in work:
+                self._conn.executemany(sql, args)
+            self._conn.commit()
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.rollback()
+            raise
+
     async def rollback(self) -> None:
         self._conn.rollback()
 

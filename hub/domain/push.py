@@ -142,7 +142,7 @@ class Pusher:
             async def write(tx: Tx) -> None:
                 tx.after(AFTER_OFFLINE, event)
 
-            await self._hub.write(ctx, write, orm=False)
+            await self._hub.write(ctx, write, orm=False, changes_checks=False)
         except Exception:
             log.exception("offline push of %s failed", msg["serverMsgID"],
                           extra={"operationID": ctx.operation_id})

@@ -172,6 +172,65 @@ async def test_a_resent_client_msg_id_returns_the_first_result(tenant: TenantHan
     assert len(await events(tenant, "afterSendSingleMsg")) == 2
 
 
+async def test_a_resend_does_not_ask_the_before_hook_again(tenant: TenantHandle) -> None:
+    srv = tenant.server
+    alice, _ = await tenant.users("alice", "bob")
+    spy = Script({"beforeSendSingleMsg"}, lambda c: Verdict.allow())
+    srv.hub.bus.add(spy)
+    body = single("alice", "bob", "once", clientMsgID="c-1")
+    first = await srv.ok("/msg/send_msg", body, alice)
+    assert await srv.ok("/msg/send_msg", body, alice) == first
+    assert len(spy.calls) == 1
+
+
+async def test_a_resend_in_a_batch_of_new_sends_changes_none_of_them(
+        tenant: TenantHandle) -> None:
+    # Without a before hook the resend is found at the insert: its batch runs again
+    # write by write, and only the resend is answered from the first send.
+    srv = tenant.server
+    alice, _ = await tenant.users("alice", "bob")
+    first = await srv.ok("/msg/send_msg", single("alice", "bob", clientMsgID="c-1"), alice)
+    acks = await asyncio.gather(
+        srv.ok("/msg/send_msg", single("alice", "bob", clientMsgID="c-1"), alice),
+        *(srv.ok("/msg/send_msg", single("alice", "bob", clientMsgID=f"n-{i}"), alice)
+          for i in range(6)))
+    assert acks[0] == first
+    assert sorted(a["seq"] for a in acks[1:]) == [2, 3, 4, 5, 6, 7]
+    rows = await stored(tenant, "si_alice_bob")
+    assert [r.seq for r in rows] == [1, 2, 3, 4, 5, 6, 7]
+    assert [r.client_msg_id for r in rows].count("c-1") == 1
+    assert len(await events(tenant, "afterSendSingleMsg")) == 7
+
+
+async def test_what_a_send_checked_is_read_again_after_a_change(tenant: TenantHandle) -> None:
+    # Sends keep their checks in memory (hub/checks.py) until a write could change them.
+    srv = tenant.server
+    alice, bob = await tenant.users("alice", "bob")
+    await srv.ok("/msg/send_msg", single("alice", "bob"), alice)
+    await srv.ok("/user/update_user_info", {"userInfo": {"userID": "alice",
+                                                          "nickname": "Ally"}}, alice)
+    await srv.ok("/msg/send_msg", single("alice", "bob"), alice)
+    assert [r.sender_nickname for r in await stored(tenant, "si_alice_bob")] == [
+        "Alice", "Ally"]
+    await srv.ok("/friend/add_black", {"ownerUserID": "bob", "blackUserID": "alice"}, bob)
+    assert await code(srv, "/msg/send_msg", single("alice", "bob"), alice) == 1301
+    await srv.ok("/friend/remove_black", {"ownerUserID": "bob", "blackUserID": "alice"}, bob)
+    assert (await srv.ok("/msg/send_msg", single("alice", "bob"), alice))["seq"] == 3
+
+    carol, dave = await tenant.users("carol", "dave")
+    await make_group(tenant, "alice", ["carol"])
+    assert (await srv.ok("/msg/send_msg", group("carol", "g1"), carol))["seq"] == 1
+    assert await code(srv, "/msg/send_msg", group("dave", "g1"), dave) == 1201
+    await srv.ok("/group/invite_user_to_group", {"groupID": "g1", "invitedUserIDs": ["dave"],
+                                                 "reason": ""}, alice)
+    with pushes(srv) as seen:
+        assert (await srv.ok("/msg/send_msg", group("dave", "g1"), dave))["seq"] == 2
+    assert {"alice", "carol", "dave"} <= {u for by_user, _ in seen for u in by_user}
+    await srv.ok("/group/kick_group", {"groupID": "g1", "kickedUserIDs": ["carol"],
+                                       "reason": ""}, alice)
+    assert await code(srv, "/msg/send_msg", group("carol", "g1"), carol) == 1201
+
+
 async def test_typing_is_relayed_with_seq_0_and_never_stored_or_hooked(
         tenant: TenantHandle) -> None:
     srv = tenant.server

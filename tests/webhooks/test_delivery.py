@@ -496,6 +496,35 @@ async def test_outbox_rows_of_a_cold_tenant_go_out(sq_tenant: TenantHandle,
     assert receiver.hits[0].headers["operationid"] == "op-cold"
 
 
+async def test_events_of_a_tenant_without_endpoints_are_stored_dispatched(
+        sqlite_database: Database, make_server: Callable[..., Awaitable[Server]],
+        make_tenant: Callable[..., Awaitable[TenantHandle]]) -> None:
+    """On SQLite a batch stores the events of a tenant with no endpoint as dispatched
+    (nothing would take them); a tenant with one, in the same batches, leaves its events
+    to the dispatcher. No delivery workers run here, so the outbox shows what the
+    batches wrote."""
+    from sqlalchemy import select
+
+    from hub.db.models import Event
+
+    srv = await make_server(delivery_settings(sqlite_database, enabled=False))
+    quiet, served = await make_tenant(srv), await make_tenant(srv)
+    await add_endpoint(served, "http://127.0.0.1:9/hook")
+
+    async def outbox(t: TenantHandle) -> list[int]:
+        async with srv.hub.sessions() as s:
+            return list((await s.execute(select(Event.dispatched).where(
+                Event.tenant_id == t.tenant_id).order_by(Event.pos))).scalars())
+
+    await asyncio.gather(*(register(t, f"u{i}") for i in range(4) for t in (quiet, served)))
+    assert await outbox(quiet) == [1, 1, 1, 1]
+    assert await outbox(served) == [0, 0, 0, 0]
+    # From its first endpoint on, the quiet tenant's events wait for the dispatcher too.
+    await add_endpoint(quiet, "http://127.0.0.1:9/hook")
+    await register(quiet, "late")
+    assert await outbox(quiet) == [1, 1, 1, 1, 0]
+
+
 def _imhub(config: Any, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "import sys; from hub.cli import main; sys.exit(main())",
