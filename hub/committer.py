@@ -167,9 +167,9 @@ class Committer:
         if self.on_checks_changed is not None and any(i.changes_checks for i in batch):
             self.on_checks_changed()
         # Resolved from the loop's queue of callbacks rather than here: this writer goes
-        # straight on to the next batch, whose COMMIT (an fsync, in a thread) then
-        # overlaps the pushes of this one. Callbacks run in order, so pushes stay in
-        # commit order.
+        # straight on to the next batch, which then gathers while the pushes of this one
+        # go out (and, where COMMIT runs in a thread, overlaps them). Callbacks run in
+        # order, so pushes stay in commit order.
         loop = asyncio.get_running_loop()
         self._resolved = loop.create_future()
         loop.call_soon(self._resolve_all, done, self._resolved)
@@ -201,11 +201,8 @@ class Committer:
                         await session.flush()  # its errors are its own, not the next one's
                     item.tx = tx
                 if db.sqlite is not None:
-                    # Its rows and its COMMIT in the commit thread (hub/db/sqlite.py);
-                    # a failed insert rolls back there and is handled as any failed write.
-                    await shared.flush_and_commit(db)
-                else:
-                    await shared.flush(db)
+                    await shared.settle_outbox(db)
+                await shared.flush(db)
             except Exception as exc:
                 await trans.rollback()
                 for other in batch:

@@ -23,7 +23,7 @@ from .bus.handler import AfterEvent
 from .clock import new_id, now_ms
 from .context import Ctx
 from .db.delivery import WebhookEndpoint
-from .db.fast import Driver, On, Params, Statement, many_and_commit
+from .db.fast import Driver, On, Params, Statement
 from .db.models import Event
 from .domain.seqs import SET_MAX_SEQ, allocate
 
@@ -65,28 +65,17 @@ class Batch:
         counter[0] += n
         return counter[0] - n + 1
 
-    def _pending(self) -> list[tuple[Statement, list[Params]]]:
-        # Its rows in the order first written, then the counters.
-        work = list(self._rows.items())
-        moved: list[Params] = [{"t": t, "c": c, "n": last}
-                               for (t, c), (last, stored) in self._seqs.items()
-                               if last != stored]
-        if moved:
-            work.append((SET_MAX_SEQ, moved))
-        self._rows, self._seqs = {}, {}
-        return work
-
     async def flush(self, db: On) -> None:
-        """Write what the batch left."""
-        for stmt, rows in self._pending():
+        """Write what the batch left: its rows in the order first written, then counters."""
+        for stmt, rows in self._rows.items():
             await stmt.many(db, rows)
+        moved = [{"t": t, "c": c, "n": last} for (t, c), (last, stored) in self._seqs.items()
+                 if last != stored]
+        if moved:
+            await SET_MAX_SEQ.many(db, moved)
+        self._rows, self._seqs = {}, {}
 
-    async def flush_and_commit(self, db: Driver) -> None:
-        """SQLite: write what the batch left and COMMIT, both in the commit thread."""
-        await self._settle_outbox(db)
-        await many_and_commit(db, self._pending())
-
-    async def _settle_outbox(self, db: Driver) -> None:
+    async def settle_outbox(self, db: Driver) -> None:
         """Store the events of tenants with no endpoint as dispatched already: the
         dispatcher would fan them out to nobody, at a transaction per batch. Asked inside
         this batch's transaction, under SQLite's one writer, so an endpoint committed

@@ -101,22 +101,6 @@ class Statement:
             _reraise(d, sql, args, exc)
 
 
-async def many_and_commit(on: Driver, work: Sequence[tuple[Statement, Sequence[Params]]]
-                          ) -> None:
-    """SQLite: run each statement once per parameter set, then COMMIT, all in the commit
-    thread (hub/db/sqlite.py): their SQLite work runs beside the event loop. On an error
-    the transaction has been rolled back; the error is raised as SQLAlchemy would."""
-    assert isinstance(on.driver, SQLiteConnection)
-    bound = []
-    for stmt, params in work:
-        sql, names, defaults = stmt._sql(on.dialect)
-        bound.append((sql, [stmt._args(names, defaults, p) for p in params]))
-    try:
-        await on.driver.write_and_commit(bound)
-    except Exception as exc:
-        _reraise(on, "; ".join(sql for sql, _ in bound), (), exc)
-
-
 class Reader:
     """Reads of one statement each, for the hot paths.
 

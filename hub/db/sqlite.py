@@ -7,11 +7,13 @@ of messages per second. This module gives SQLAlchemy's aiosqlite dialect a conne
 with aiosqlite's interface whose statements run at once, in the event loop's thread:
 SQLite answers from its page cache in microseconds, less than the hand-over costs.
 
-What can take long moves to a worker thread: COMMIT, which waits for fsync
-(synchronous=FULL), runs in the connection's own single-thread executor, so the loop
-goes on serving while a batch becomes durable. The pool holds one connection and the
-committer keeps it checked out until COMMIT returns, so the two threads never use it at
-once.
+COMMIT waits for fsync (synchronous=FULL). It runs in the event loop while commits are
+quick, and in the connection's own single-thread executor once they are slow
+(`_CommitPlace`): a COMMIT handed to a thread costs two GIL hand-overs, each of which
+waits for the busy loop to let go of the GIL (a millisecond or more under load), which
+is more than a fast disk's fsync; a slow disk's fsync, run in the loop, would stall
+every connection of the node. The pool holds one connection and the committer keeps it
+checked out until COMMIT returns, so the two threads never use it at once.
 
 A statement blocks the loop while SQLite waits for a lock another process holds
 (`imhub tenant create` while the server runs, say): milliseconds in practice, bounded by
@@ -22,6 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import statistics
+import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -82,14 +87,59 @@ class Cursor:
         self._cursor.arraysize = value
 
 
+class _CommitPlace:
+    """Where the next COMMIT runs: in the event loop while commits are quick, in the
+    commit thread once they are slow (the module docstring says why).
+
+    Commits move to the thread when the median of the last `window` commits run in the
+    loop passes `slow` seconds (a median, so that a checkpoint or a start-up commit does
+    not decide). While they run there, every `probe_every`-th runs in the loop again, and
+    one quicker than `quick` brings them back. A commit in the thread cannot be timed on
+    its own: the GIL hand-overs are part of its time.
+    """
+
+    __slots__ = ("_in_loop", "_probe_every", "_quick", "_recent", "_since", "_slow")
+
+    def __init__(self, *, slow: float = 0.002, quick: float = 0.001, window: int = 9,
+                 probe_every: int = 32) -> None:
+        self._slow, self._quick, self._probe_every = slow, quick, probe_every
+        self._recent: deque[float] = deque(maxlen=window)
+        self._in_loop = True
+        self._since = 0
+
+    @property
+    def in_loop(self) -> bool:
+        return self._in_loop
+
+    def inline(self) -> bool:
+        """Whether the next commit runs in the loop (a probe counts)."""
+        if self._in_loop:
+            return True
+        self._since += 1
+        return self._since % self._probe_every == 0
+
+    def took(self, seconds: float) -> None:
+        """The time a commit run in the loop took."""
+        if not self._in_loop:
+            if seconds < self._quick:  # a probe: the disk is quick again
+                self._in_loop = True
+                self._recent.clear()
+            return
+        self._recent.append(seconds)
+        if (len(self._recent) == self._recent.maxlen
+                and statistics.median(self._recent) > self._slow):
+            self._in_loop = False
+
+
 class Connection:
-    """aiosqlite.Connection's interface: statements inline, COMMIT in a worker thread."""
+    """aiosqlite.Connection's interface: statements inline, COMMIT where it costs least."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         # SQLAlchemy's adapter reads aiosqlite's `_connection` (None once closed).
         self._connection: sqlite3.Connection | None = conn
         self._commits = ThreadPoolExecutor(1, thread_name_prefix="imhub-sqlite-commit")
+        self._place = _CommitPlace()
 
     def cursor(self) -> Cursor:
         return Cursor(self._conn.cursor())
@@ -101,25 +151,14 @@ class Connection:
         self._conn.create_function(*args, **kw)
 
     async def commit(self) -> None:
-        if self._conn.in_transaction:
-            await asyncio.get_running_loop().run_in_executor(self._commits, self._conn.commit)
-
-    async def write_and_commit(self, work: Sequence[tuple[str, list[list[Any]]]]) -> None:
-        """Run `work` (executemany calls) and COMMIT, together in the commit thread: the
-        inserts' SQLite work then runs beside the event loop instead of in it. On an error
-        the transaction is rolled back and the error raised."""
-        await asyncio.get_running_loop().run_in_executor(self._commits, self._write_commit,
-                                                         work)
-
-    def _write_commit(self, work: Sequence[tuple[str, list[list[Any]]]]) -> None:
-        try:
-            for sql, args in work:
-                self._conn.executemany(sql, args)
+        if not self._conn.in_transaction:
+            return
+        if self._place.inline():
+            start = time.perf_counter()
             self._conn.commit()
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.rollback()
-            raise
+            self._place.took(time.perf_counter() - start)
+        else:
+            await asyncio.get_running_loop().run_in_executor(self._commits, self._conn.commit)
 
     async def rollback(self) -> None:
         self._conn.rollback()

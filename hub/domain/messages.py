@@ -355,8 +355,9 @@ async def send_msg(hub: Hub, ctx: Ctx, req: SendMsgReq, *, origin: Origin | None
     # when this clientMsgID came again before; otherwise the unique index finds it at
     # the insert, below. The lookup cost a tenth of a send's CPU, for the rare resend.
     resend = (t, req.sendID, req.clientMsgID, target.conversation_id)
-    if req.clientMsgID and req.contentType != TYPING and (
-            resend in hub.checks.resent or await hub.bus.calls_before(before, t)):
+    hooked = req.contentType != TYPING and await hub.bus.calls_before(before, t)
+    if req.clientMsgID and req.contentType != TYPING and (resend in hub.checks.resent
+                                                          or hooked):
         first = await _first_send(hub, *resend)
         if first is not None:
             return first
@@ -375,7 +376,7 @@ async def send_msg(hub: Hub, ctx: Ctx, req: SendMsgReq, *, origin: Origin | None
         hub.signals.messages_stored(t, {u: [wire] for u in target.recipients}, origin)
         return _ack(wire)
 
-    out = await hub.bus.before(before, t, ctx.operation_id, wire)
+    out = await hub.bus.before(before, t, ctx.operation_id, wire) if hooked else wire
     if isinstance(out, Drop):
         return _ack(wire)
     if out is not wire:
