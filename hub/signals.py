@@ -13,7 +13,8 @@ from typing import Any
 log = logging.getLogger("imhub.signals")
 
 TokenReplaced = Callable[[str, str, int], None]
-# tenant_id, {userID: [message dict in wire form]}, sender's (userID, platformID, connID) or None
+# tenant_id, {userID: [message dict in wire form]}, sender's (userID, platformID, connID) or None.
+# Users with the same messages share one list (one encoded frame): listeners only read.
 MessagesStored = Callable[[str, dict[str, list[dict[str, Any]]], tuple[str, int, str] | None], None]
 
 

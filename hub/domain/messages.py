@@ -373,7 +373,8 @@ async def send_msg(hub: Hub, ctx: Ctx, req: SendMsgReq, *, origin: Origin | None
         else "", at_user_ids=orjson.dumps(req.atUserIDList).decode(), ex=req.ex)
     wire = message_to_wire(msg)
     if req.contentType == TYPING:
-        hub.signals.messages_stored(t, {u: [wire] for u in target.recipients}, origin)
+        one = [wire]  # one list for all: the gateway encodes the frame once
+        hub.signals.messages_stored(t, dict.fromkeys(target.recipients, one), origin)
         return _ack(wire)
 
     out = await hub.bus.before(before, t, ctx.operation_id, wire) if hooked else wire
@@ -545,7 +546,8 @@ async def revoke_msg(hub: Hub, ctx: Ctx, req: RevokeReq) -> None:
         tx.session.add(tip)
         tx.after(AFTER_REVOKE if side.kind == SINGLE else AFTER_GROUP_REVOKE, event)
         wire = message_to_wire(tip)
-        tx.on_commit(lambda: hub.signals.messages_stored(t, {u: [wire] for u in members}))
+        one = [wire]  # one list for all: the gateway encodes the frame once
+        tx.on_commit(lambda: hub.signals.messages_stored(t, dict.fromkeys(members, one)))
 
     await hub.write(ctx, write)
 

@@ -82,7 +82,8 @@ class Pusher:
                 hub.signals.messages_stored(t, {sender: [msg]}, origin)
             self._spawn(self._online(ctx, msg, [u for u in others if u in online], origin))
         else:
-            hub.signals.messages_stored(t, {u: [msg] for u in users}, origin)
+            one = [msg]  # one list for all: the gateway encodes the frame once
+            hub.signals.messages_stored(t, dict.fromkeys(users, one), origin)
         offline = [u for u in others if u not in online]
         if offline:
             self._spawn(self._offline(ctx, msg, offline))

@@ -131,12 +131,13 @@ class Gateway:
             conns = registry.of_user(tenant_id, user_id)
             if not conns:
                 continue
-            frame = encoded.get(id(msgs))
-            if frame is None:
-                frame = encoded[id(msgs)] = frames.push(msgs)
             for conn in conns.values():
-                if conn.conn_id != skip:
-                    conn.write(frame)
+                if conn.conn_id == skip:
+                    continue  # the sending connection, answered by its ack
+                frame = encoded.get(id(msgs))
+                if frame is None:
+                    frame = encoded[id(msgs)] = frames.push(msgs)
+                conn.write(frame)
 
     def _remote_push(self, msg: dict[str, Any]) -> None:
         self._deliver(msg["t"], _unpack(msg, self._registry.of_user), msg["o"])
