@@ -62,6 +62,8 @@ WriteFn = Callable[[Tx], Awaitable[Any]]
 _RETRY_STATES = frozenset({"40P01", "40001"})
 _MAX_ATTEMPTS = 5
 _BEGIN = text("SELECT 1")
+# From this many writes a batch, its COMMIT may run in the event loop (hub/db/sqlite.py).
+_HURRY = 8
 
 
 @dataclass(slots=True, eq=False)
@@ -215,6 +217,10 @@ class Committer:
                     return [], [item]
                 item.error = exc
                 return [item], []
+            if db.sqlite is not None:
+                # A batch this big means writers queue up: commit in the loop if the disk
+                # is quick (hub/db/sqlite.py says why).
+                db.driver.hurry = len(batch) >= _HURRY
             try:
                 await trans.commit()
             except Exception as exc:

@@ -7,13 +7,16 @@ of messages per second. This module gives SQLAlchemy's aiosqlite dialect a conne
 with aiosqlite's interface whose statements run at once, in the event loop's thread:
 SQLite answers from its page cache in microseconds, less than the hand-over costs.
 
-COMMIT waits for fsync (synchronous=FULL). It runs in the event loop while commits are
-quick, and in the connection's own single-thread executor once they are slow
-(`_CommitPlace`): a COMMIT handed to a thread costs two GIL hand-overs, each of which
-waits for the busy loop to let go of the GIL (a millisecond or more under load), which
-is more than a fast disk's fsync; a slow disk's fsync, run in the loop, would stall
-every connection of the node. The pool holds one connection and the committer keeps it
-checked out until COMMIT returns, so the two threads never use it at once.
+COMMIT waits for fsync (synchronous=FULL). It runs in the connection's own
+single-thread executor, so that the loop goes on serving while a batch becomes durable,
+except when the group commit is busy (`hurry`: its batches are large, so writers queue
+up behind each COMMIT) and commits are quick (`_CommitPlace`): then it runs in the loop.
+Under load, a COMMIT handed to a thread costs two GIL hand-overs that each wait for the
+busy loop to let go of the GIL (a millisecond or more), more than a fast disk's fsync,
+and the writes queued behind it wait too; with little going on, the hand-overs are
+quick and a COMMIT in the loop would only hold up the other connections by its fsync.
+The pool holds one connection and the committer keeps it checked out until COMMIT
+returns, so the two threads never use it at once.
 
 A statement blocks the loop while SQLite waits for a lock another process holds
 (`imhub tenant create` while the server runs, say): milliseconds in practice, bounded by
@@ -140,6 +143,8 @@ class Connection:
         self._connection: sqlite3.Connection | None = conn
         self._commits = ThreadPoolExecutor(1, thread_name_prefix="imhub-sqlite-commit")
         self._place = _CommitPlace()
+        # Set by the group commit for its next COMMIT when writers queue up behind it.
+        self.hurry = False
 
     def cursor(self) -> Cursor:
         return Cursor(self._conn.cursor())
@@ -153,7 +158,8 @@ class Connection:
     async def commit(self) -> None:
         if not self._conn.in_transaction:
             return
-        if self._place.inline():
+        hurry, self.hurry = self.hurry, False
+        if hurry and self._place.inline():
             start = time.perf_counter()
             self._conn.commit()
             self._place.took(time.perf_counter() - start)

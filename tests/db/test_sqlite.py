@@ -1,4 +1,4 @@
-"""Where hub/db/sqlite.py runs a COMMIT: in the loop while commits are quick."""
+"""Where hub/db/sqlite.py runs a COMMIT: in the loop when hurried and commits are quick."""
 
 from __future__ import annotations
 
@@ -34,20 +34,22 @@ def test_slow_commits_move_to_the_thread_and_a_quick_probe_brings_them_back() ->
     assert place.in_loop and place.inline()
 
 
-async def test_a_connection_commits_in_the_loop_and_in_the_thread(tmp_path: Path) -> None:
+async def test_only_a_hurried_commit_runs_in_the_loop(tmp_path: Path) -> None:
+    # A commit run in the loop is timed by its _CommitPlace; one in the thread is not.
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
     try:
         async with engine.begin() as conn:
             await conn.execute(text("CREATE TABLE t (v INTEGER)"))
-        for slow in (False, True):
+        timed = []
+        for v, hurry in enumerate((False, True, False)):
             async with engine.begin() as conn:
-                place = (await conn.get_raw_connection()).driver_connection._place
-                if slow:
-                    for _ in range(9):
-                        place.took(SLOW)
-                assert place.in_loop is not slow
-                await conn.execute(text("INSERT INTO t VALUES (:v)"), {"v": int(slow)})
+                driver = (await conn.get_raw_connection()).driver_connection
+                driver.hurry = hurry
+                await conn.execute(text("INSERT INTO t VALUES (:v)"), {"v": v})
+            timed.append(len(driver._place._recent))
+            assert driver.hurry is False  # a hint for one commit only
+        assert timed == [0, 1, 1]
         async with engine.connect() as conn:
-            assert list((await conn.execute(text("SELECT v FROM t"))).scalars()) == [0, 1]
+            assert list((await conn.execute(text("SELECT v FROM t"))).scalars()) == [0, 1, 2]
     finally:
         await engine.dispose()
