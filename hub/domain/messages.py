@@ -88,7 +88,7 @@ from .conversations import (
 )
 from .groups import ADMIN, DISMISSED, MUTED, OWNER
 from .notify import NT
-from .push import OfflinePushInfo
+from .push import AFTER_OFFLINE, BEFORE_OFFLINE, OfflinePushInfo
 from .wire import message_to_wire
 
 router = Router()
@@ -389,6 +389,9 @@ async def send_msg(hub: Hub, ctx: Ctx, req: SendMsgReq, *, origin: Origin | None
         wire = message_to_wire(msg)
     row = msg.row()
     event_keys = (*after.fields, "conversationID")
+    # With no beforeOfflinePush handler to ask, afterOfflinePush is written with the
+    # message (hub/domain/push.py).
+    offline_here = not await hub.bus.calls_before(BEFORE_OFFLINE, t)
 
     async def write(tx: Tx) -> dict[str, Any]:
         seq = await tx.allocate(msg.conversation_id)
@@ -398,8 +401,12 @@ async def send_msg(hub: Hub, ctx: Ctx, req: SendMsgReq, *, origin: Origin | None
                               msg.send_time)
         stored = {**wire, "seq": seq}
         tx.after(after, {k: stored[k] for k in event_keys})
-        tx.on_commit(lambda: hub.pusher.message_stored(ctx, stored, target.recipients,
-                                                       origin))
+        offline = (hub.pusher.offline_event(t, stored, target.recipients) if offline_here
+                   else None)
+        if offline is not None:
+            tx.after(AFTER_OFFLINE, offline)
+        tx.on_commit(lambda: hub.pusher.message_stored(
+            ctx, stored, target.recipients, origin, offline_written=offline_here))
         return stored
 
     try:

@@ -15,10 +15,13 @@ After the commit of a message (in commit order, from the committer's post-commit
   through `hub.write`: the durable outbox row a push provider consumes. A changed
   `offlinePushInfo` that is not `{title, desc, ex}` strings is ignored (logged).
 
-The offline part runs as a background task so that the sender's ack does not wait for
-a push hook; tasks are kept and `drain()`ed when the hub closes. The decision to push
-is taken after the message's commit, so an offline push is lost if the process dies
-between that commit and the afterOfflinePush write (the message itself is not: the
+When no beforeOfflinePush handler would be called, the send writes the afterOfflinePush
+event in the message's own transaction (`offline_event`, with the recipients offline
+at that moment): one commit per message instead of two, and the event is as durable as
+the message. Otherwise the offline part runs as a background task after the commit, so
+that the sender's ack does not wait for a push hook; tasks are kept and `drain()`ed
+when the hub closes. An offline push decided there is lost if the process dies between
+the message's commit and the afterOfflinePush write (the message itself is not: the
 recipient syncs it by seq on the next connection).
 """
 
@@ -68,10 +71,26 @@ class Pusher:
         self._hub = hub
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def offline_event(self, tenant_id: str, msg: Msg, recipients: Iterable[str]
+                      ) -> dict[str, Any] | None:
+        """The afterOfflinePush event of `msg` for its recipients offline now, to be
+        written with the message when no beforeOfflinePush handler would see it; None
+        when everyone is online."""
+        sender = msg["sendID"]
+        others = [u for u in dict.fromkeys(recipients) if u != sender]
+        online = self._hub.presence.online_user_ids(tenant_id, others) if others else set()
+        offline = [u for u in others if u not in online]
+        if not offline:
+            return None
+        payload = _push_payload(msg, offline)
+        info = OfflinePushInfo.model_validate(payload.get("offlinePushInfo") or {})
+        return {**payload, "offlinePushInfo": info.model_dump()}
+
     def message_stored(self, ctx: Ctx, msg: Msg, recipients: Iterable[str],
-                       origin: Origin | None) -> None:
+                       origin: Origin | None, *, offline_written: bool = False) -> None:
         """Push a committed chat message (`msg` in wire form) to `recipients`, the sender
-        included, and start its offline push."""
+        included, and start its offline push (unless `offline_written`: its
+        afterOfflinePush event was written with it)."""
         hub, t = self._hub, ctx.tenant_id
         sender = msg["sendID"]
         users = list(dict.fromkeys(recipients))
@@ -85,7 +104,7 @@ class Pusher:
             one = [msg]  # one list for all: the gateway encodes the frame once
             hub.signals.messages_stored(t, dict.fromkeys(users, one), origin)
         offline = [u for u in others if u not in online]
-        if offline:
+        if offline and not offline_written:
             self._spawn(self._offline(ctx, msg, offline))
 
     async def drain(self) -> None:

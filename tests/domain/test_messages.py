@@ -510,6 +510,29 @@ async def test_offline_recipients_get_the_offline_push_hooks(tenant: TenantHandl
     assert len(await events(tenant, "afterOfflinePush")) == 1
 
 
+async def test_without_an_offline_hook_the_offline_push_commits_with_the_message(
+        tenant: TenantHandle) -> None:
+    srv = tenant.server
+    alice, _ = await tenant.users("alice", "bob")
+    info = {"title": "New message", "desc": "d", "ex": ""}
+    ack = await srv.ok("/msg/send_msg", single("alice", "bob", offlinePushInfo=info), alice)
+    # Nothing drained: the event is in the message's own transaction, right after its
+    # afterSendSingleMsg (outbox positions are consecutive within one transaction here).
+    async with srv.hub.sessions() as s:
+        rows = (await s.execute(select(Event.pos, Event.callback_command, Event.payload).where(
+            Event.tenant_id == tenant.tenant_id).order_by(Event.pos))).all()
+    chat = [r for r in rows if r.callback_command in (
+        "callbackAfterSendSingleMsgCommand", "callbackAfterOfflinePushCommand")]
+    assert [r.callback_command for r in chat] == ["callbackAfterSendSingleMsgCommand",
+                                                  "callbackAfterOfflinePushCommand"]
+    assert chat[1].pos == chat[0].pos + 1
+    event = orjson.loads(chat[1].payload)
+    assert event["userIDList"] == ["bob"] and event["seq"] == ack["seq"]
+    assert event["offlinePushInfo"] == info
+    await srv.hub.pusher.drain()
+    assert len(await events(tenant, "afterOfflinePush")) == 1  # and no second one
+
+
 async def test_offline_push_veto_and_narrowing(sqlite_tenant: TenantHandle) -> None:
     t = sqlite_tenant
     srv = t.server
