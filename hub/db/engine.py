@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,31 +76,29 @@ def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -
     cur.close()
 
 
-def _sqlite_begin(conn: Connection) -> None:
+def _sqlite_begin_with(sql: str) -> Callable[[Connection], None]:
     # The connection never begins on its own (hub/db/sqlite.py), so that the group
     # commit's savepoints nest in a real transaction (SQLAlchemy's documented recipe).
-    # IMMEDIATE: the write lock is taken at BEGIN, where busy_timeout waits for another
-    # process's writer (`imhub events replay` beside a serving node). A deferred
-    # transaction that reads first and writes later fails at once with "database is
-    # locked" when another process committed in between (SQLITE_BUSY_SNAPSHOT); no
-    # timeout helps it. This engine is the process's one writer, so nothing here waits
-    # that did not wait before.
     # Straight on the sqlite3 connection: through exec_driver_sql, SQLAlchemy's execute
     # path cost more than the rest of a one-message transaction.
-    driver = conn.connection.driver_connection
-    if isinstance(driver, sqlite_inline.Connection):
-        driver.sqlite.execute("BEGIN IMMEDIATE")
-    else:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    def begin(conn: Connection) -> None:
+        driver = conn.connection.driver_connection
+        if isinstance(driver, sqlite_inline.Connection):
+            driver.sqlite.execute(sql)
+        else:
+            conn.exec_driver_sql(sql)
+
+    return begin
 
 
-def _sqlite_begin_read(conn: Connection) -> None:
-    # Deferred: a reader takes no write lock and sees one snapshot for its transaction.
-    driver = conn.connection.driver_connection
-    if isinstance(driver, sqlite_inline.Connection):
-        driver.sqlite.execute("BEGIN")
-    else:
-        conn.exec_driver_sql("BEGIN")
+# The writer: IMMEDIATE takes the write lock at BEGIN, where busy_timeout waits for
+# another process's writer (`imhub events replay` beside a serving node). A deferred
+# transaction that reads first and writes later fails at once with "database is locked"
+# when another process committed in between (SQLITE_BUSY_SNAPSHOT); no timeout helps it.
+# This engine is the process's one writer, so nothing here waits that did not before.
+_sqlite_begin = _sqlite_begin_with("BEGIN IMMEDIATE")
+# Readers: deferred, no write lock, one snapshot per transaction.
+_sqlite_begin_read = _sqlite_begin_with("BEGIN")
 
 
 def alembic_config() -> Config:
