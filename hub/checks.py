@@ -32,12 +32,13 @@ from typing import Any
 class SendChecks:
     """A cache of send-check reads, cleared by every write that may change them."""
 
-    __slots__ = ("_enabled", "_entries", "_generation", "_limit", "resent")
+    __slots__ = ("_enabled", "_entries", "_generation", "_limit", "_size", "resent")
 
     def __init__(self, *, enabled: bool, limit: int = 100_000) -> None:
         self._enabled = enabled
-        self._limit = limit
+        self._limit = limit  # in weight: an entry's rows (a group's members), not entries
         self._entries: dict[Hashable, Any] = {}
+        self._size = 0
         self._generation = 0
         self.resent = _Recent(limit)
 
@@ -49,18 +50,24 @@ class SendChecks:
         """The kept value for `key`, or None."""
         return self._entries.get(key)
 
-    def keep(self, key: Hashable, generation: int, value: Any) -> None:
-        """Keep `value`, read after `generation` was taken, unless a commit came since."""
-        if not self._enabled or generation != self._generation:
+    def keep(self, key: Hashable, generation: int, value: Any, *, weight: int = 1) -> None:
+        """Keep `value`, read after `generation` was taken, unless a commit came since.
+        `weight`: how many rows it holds (a group's members), counted against the limit."""
+        if not self._enabled or generation != self._generation or weight > self._limit:
             return
-        if len(self._entries) >= self._limit:
-            self._entries.clear()  # rarely reached; a clear is simpler than an LRU
+        if self._size + weight > self._limit:
+            self._clear()  # rarely reached; a clear is simpler than an LRU
         self._entries[key] = value
+        self._size += weight
 
     def changed(self) -> None:
         """A write that may change what sends check has committed."""
         self._generation += 1
+        self._clear()
+
+    def _clear(self) -> None:
         self._entries.clear()
+        self._size = 0
 
 
 class _Recent:

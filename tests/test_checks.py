@@ -39,3 +39,12 @@ def test_the_cache_and_the_resent_keys_stay_bounded() -> None:
     assert sum(i in checks.resent for i in range(25)) <= 10
     checks.changed()
     assert 24 in checks.resent  # a change clears the cache, not the resent keys
+
+
+def test_a_big_group_counts_by_its_members() -> None:
+    checks = SendChecks(enabled=True, limit=100)
+    checks.keep("small", checks.generation, "s", weight=10)
+    checks.keep("big", checks.generation, "b", weight=95)  # past the limit: a fresh start
+    assert checks.lookup("small") is None and checks.lookup("big") == "b"
+    checks.keep("huge", checks.generation, "h", weight=101)  # never kept
+    assert checks.lookup("huge") is None and checks.lookup("big") == "b"

@@ -307,7 +307,7 @@ async def _group_state(hub: Hub, t: str, req: SendMsgReq) -> tuple[str | None, _
     state = _GroupState(status, {m[0]: (m[1], m[2]) for m in members})
     if nick is not None:
         hub.checks.keep(nick_key, generation, nick)
-    hub.checks.keep(group_key, generation, state)
+    hub.checks.keep(group_key, generation, state, weight=max(1, len(state.members)))
     return nick, state
 
 
