@@ -293,6 +293,7 @@ async def _single_target(hub: Hub, t: str, req: SendMsgReq) -> _Target:
 
 async def _group_state(hub: Hub, t: str, req: SendMsgReq) -> tuple[str | None, _GroupState | None]:
     """The sender's nickname and the group's state, from the cache or the database."""
+    # Keys apart from a single chat's (SINGLE, t, sender, recipient): 0 for a nickname.
     nick_key, group_key = (0, t, req.sendID), (GROUP, t, req.groupID)
     nick: str | None = hub.checks.lookup(nick_key)
     state: _GroupState | None = hub.checks.lookup(group_key)
@@ -355,9 +356,9 @@ async def send_msg(hub: Hub, ctx: Ctx, req: SendMsgReq, *, origin: Origin | None
     # when this clientMsgID came again before; otherwise the unique index finds it at
     # the insert, below. The lookup cost a tenth of a send's CPU, for the rare resend.
     resend = (t, req.sendID, req.clientMsgID, target.conversation_id)
-    hooked = req.contentType != TYPING and await hub.bus.calls_before(before, t)
-    if req.clientMsgID and req.contentType != TYPING and (resend in hub.checks.resent
-                                                          or hooked):
+    typing = req.contentType == TYPING  # never stored, never hooked
+    hooked = not typing and await hub.bus.calls_before(before, t)
+    if req.clientMsgID and not typing and (resend in hub.checks.resent or hooked):
         first = await _first_send(hub, *resend)
         if first is not None:
             return first
@@ -372,7 +373,7 @@ async def send_msg(hub: Hub, ctx: Ctx, req: SendMsgReq, *, origin: Origin | None
         offline_push_info=req.offlinePushInfo.model_dump_json() if req.offlinePushInfo
         else "", at_user_ids=orjson.dumps(req.atUserIDList).decode(), ex=req.ex)
     wire = message_to_wire(msg)
-    if req.contentType == TYPING:
+    if typing:
         one = [wire]  # one list for all: the gateway encodes the frame once
         hub.signals.messages_stored(t, dict.fromkeys(target.recipients, one), origin)
         return _ack(wire)

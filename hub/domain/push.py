@@ -95,17 +95,22 @@ class Pusher:
         sender = msg["sendID"]
         users = list(dict.fromkeys(recipients))
         others = [u for u in users if u != sender]
-        online = hub.presence.online_user_ids(t, others) if others else set()
-        if online and self._hooked(BEFORE_ONLINE, t):
+        hooked = bool(others) and self._hooked(BEFORE_ONLINE, t)
+        # Who is online matters only to an online-push hook and to the offline push; the
+        # send usually wrote the offline push already and asked presence then.
+        online = (hub.presence.online_user_ids(t, others)
+                  if hooked or (others and not offline_written) else set())
+        if online and hooked:
             if sender in users:
                 hub.signals.messages_stored(t, {sender: [msg]}, origin)
             self._spawn(self._online(ctx, msg, [u for u in others if u in online], origin))
         else:
             one = [msg]  # one list for all: the gateway encodes the frame once
             hub.signals.messages_stored(t, dict.fromkeys(users, one), origin)
-        offline = [u for u in others if u not in online]
-        if offline and not offline_written:
-            self._spawn(self._offline(ctx, msg, offline))
+        if not offline_written:
+            offline = [u for u in others if u not in online]
+            if offline:
+                self._spawn(self._offline(ctx, msg, offline))
 
     async def drain(self) -> None:
         """Wait for pushes in flight (shutdown, tests)."""
