@@ -28,15 +28,13 @@ from ..bus.handler import BeforeCall, Handler
 from ..bus.verdict import ALLOW, Verdict
 from ..clock import new_id, now_ms
 from .config import DEFAULT_PRIORITY, MAX_TIMEOUT, BeforeHookConfig, WebhookConfigs
-from .signing import webhook_headers
+from .request import signed_headers
 from .transport import FastTransport
 
 __all__ = ["WebhookFailed", "WebhookHandler", "callback_url", "verdict_of"]
 
 log = logging.getLogger("imhub.webhooks")
 
-# As after-event delivery sends it: one receiver sees one client.
-USER_AGENT = "imhub-webhooks/1"
 # A verdict is a few fields; a backend answering more than this is answering garbage.
 MAX_RESPONSE_BYTES = 64 * 1024
 # Changeable fields that must be lists of IDs; _fold would iterate a string letter by letter.
@@ -103,7 +101,8 @@ class WebhookHandler(Handler):
         return hc.failedContinue if hc is not None else False
 
     async def before(self, call: BeforeCall) -> Verdict:
-        entry = await self._configs.get(call.tenant_id)
+        # The bus has just prepared this tenant: its entry is cached unless due for a re-read.
+        entry = self._configs.fresh(call.tenant_id) or await self._configs.get(call.tenant_id)
         config = entry.config
         hc = config.before(call.hook.name) if config is not None else None
         occurred = now_ms()
@@ -121,12 +120,7 @@ class WebhookHandler(Handler):
             "occurredAt": occurred,
         }
         body = orjson.dumps({**envelope, **call.payload, **envelope})
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            "operationID": call.operation_id,
-            **webhook_headers(keys, msg_id, occurred // 1000, body),
-        }
+        headers = signed_headers(keys, msg_id, occurred // 1000, body, call.operation_id)
         url = callback_url(config.url, call.hook.callback_command)
         # The bus bounds the whole call by timeout_for (the hook's timeout); the transport's
         # own phase limits only make a dead connect or read fail sooner with a clear error.

@@ -63,7 +63,7 @@ from .dispatch import (
 )
 from .endpoints import EndpointInfo
 from .netguard import BlockedAddress, NetGuard
-from .signing import signature_header
+from .request import signed_headers
 from .transport import FastTransport
 
 if TYPE_CHECKING:
@@ -76,7 +76,6 @@ Transactions = Callable[[Callable[[AsyncConnection], Awaitable[Any]]], Awaitable
 log = logging.getLogger("imhub.delivery")
 
 RESPONSE_KEEP = 4096
-USER_AGENT = "imhub-webhooks/1"
 # An attempt starts only with this much lease left beyond the timeout (at most a quarter
 # of the lease).
 _LEASE_MARGIN_MS = 5_000
@@ -108,7 +107,6 @@ _UPDATE_DELIVERY = (
     " lease_owner = '', lease_until = 0, last_status = ?, last_error = ?, update_time = ?"
     " WHERE tenant_id = ? AND event_id = ? AND endpoint_id = ? AND lease_owner = ?"
     " AND status = ?")
-_FIXED_HEADERS = (("Content-Type", "application/json"), ("User-Agent", USER_AGENT))
 _OUTCOMES = {name: deliveries_total.labels(name)
              for name in ("delivered", "retry", "failed", "gone")}
 
@@ -630,14 +628,8 @@ class DeliveryEngine:
         info = lane.info
         wall = time.time()
         stamp = int(wall)
-        headers = (
-            *_FIXED_HEADERS,
-            ("operationID", job.operation_id),
-            ("webhook-id", job.event_id),
-            ("webhook-timestamp", str(stamp)),
-            ("webhook-signature", signature_header(info.secrets(int(wall * 1000)),
-                                                   job.event_id, stamp, job.body)),
-        )
+        headers = signed_headers(info.secrets(int(wall * 1000)), job.event_id, stamp,
+                                 job.body, job.operation_id)
         code, error, response, retry_after = 0, "", "", None
         start = time.perf_counter()
         try:

@@ -772,7 +772,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         method: str,
         url: str,
         content: bytes = b"",
-        headers: Headers | None = None,
+        headers: Headers | bytes | None = None,
         *,
         # Four phase limits, as in httpx; one asyncio.timeout cannot say that.
         timeout: httpx.Timeout | float | _Unset | None = _UNSET,  # noqa: ASYNC109
@@ -780,8 +780,10 @@ class FastTransport(httpx.AsyncBaseTransport):
         """Send one request through the pool without ``httpx.AsyncClient``.
 
         ``headers`` must not contain Host, Content-Length or
-        Transfer-Encoding (set here). Raises the same httpx exceptions as
-        the httpx path, without ``exc.request`` set.
+        Transfer-Encoding (set here). As ``bytes`` they are header lines
+        already encoded, each ending in CRLF, sent as they are: the caller
+        answers for them (hub/webhooks/request.py builds them). Raises the
+        same httpx exceptions as the httpx path, without ``exc.request`` set.
         """
         target = _parse_url(url)
         origin = self._origins.get((target.scheme, target.host, target.port)) or self._new_origin(
@@ -789,7 +791,9 @@ class FastTransport(httpx.AsyncBaseTransport):
         )
         method_b = method.encode("ascii")
         extra = b""
-        if headers:
+        if isinstance(headers, bytes):
+            extra = headers
+        elif headers:
             pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
             extra = "".join([f"{name}: {value}\r\n" for name, value in pairs]).encode("latin-1")
             # One CRLF per header, or a name/value smuggled in a line break.
@@ -811,7 +815,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         self,
         url: str,
         content: bytes,
-        headers: Headers | None = None,
+        headers: Headers | bytes | None = None,
         *,
         # Four phase limits, as in httpx; one asyncio.timeout cannot say that.
         timeout: httpx.Timeout | float | _Unset | None = _UNSET,  # noqa: ASYNC109

@@ -569,3 +569,41 @@ async def test_cli_lists_and_replays_while_the_server_runs(
     assert "3 events" in table and one in table
     bad = await asyncio.to_thread(_imhub, config, "events", "list", "--tenant", "nobody")
     assert bad.returncode == 2 and "tenant nobody not found" in bad.stderr
+
+
+async def test_any_operation_id_reaches_the_receiver(sq_tenant: TenantHandle,
+                                                     receiver: Receiver) -> None:
+    """A WebSocket client may send any string as operationID, line breaks and non-Latin-1
+    text included: the before hook and the after-event still go out, the header carrying it
+    escaped and the body verbatim (a line break in a header would be refused every time)."""
+    from tests.gateway._client import Client
+
+    t = sq_tenant
+    await set_config(t, url=receiver.url + "/cb", afterSendSingleMsg={"enable": True},
+                     beforeSendSingleMsg={"enable": True, "timeout": 2})
+    ep = await add_endpoint(t, receiver.url + "/events",
+                            events=["callbackAfterSendSingleMsgCommand"])
+    receiver.answer = lambda hit: Response(b'{"actionCode": 0}' if hit.path.startswith(
+        "/cb/") else b"ok")
+    alice, _ = await t.users("alice", "bob")
+    op = "op\r\nX-Injected: 1 — опер"
+    client = await Client.open(t.server.ws_url, "alice", alice, 1)
+    try:
+        reply = await client.request(1003, {
+            "sendID": "alice", "recvID": "bob", "sessionType": 1, "contentType": 101,
+            "content": '{"content": "hi"}'}, operation_id=op)
+    finally:
+        await client.close()
+    assert reply["errCode"] == 0, reply
+    assert reply["operationID"] == op
+    # The config's URL is an endpoint as well: it gets the event too.
+    await receiver.wait_for(lambda r: len(r.ok()) == 3, what="the before hook and the events")
+    before = next(h for h in receiver.hits if "Before" in h.path)
+    after = next(h for h in receiver.hits if h.path.startswith("/events/"))
+    for hit in (before, after):
+        assert hit.json["operationID"] == op
+        assert "x-injected" not in hit.headers
+        assert hit.headers["operationid"] == (
+            "op%0D%0AX-Injected: 1 %E2%80%94 %D0%BE%D0%BF%D0%B5%D1%80")
+    assert verify(ep["secret"], after)["seq"] == reply["data"]["seq"]
+    await wait_status(t, after.webhook_id, "delivered")

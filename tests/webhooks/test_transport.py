@@ -227,6 +227,11 @@ async def test_fast_path_post(receiver: tuple[str, Starlette], transport: FastTr
     assert httpx.Response(200, content=result.body).json()["body"] == "hello"
     got = await transport.request("GET", f"{base}/echo", headers=[("x-id", "8")])
     assert got.status == 200
+    # Header lines encoded by the caller go out as they are.
+    raw = await transport.post(f"{base}/echo", b"hi", b"x-id: 9\r\ncontent-type: text/x\r\n")
+    assert (b"x-id", b"9") in raw.headers
+    echoed = httpx.Response(200, content=raw.body).json()
+    assert echoed["body"] == "hi" and echoed["content_type"] == "text/x"
 
 
 @pytest.mark.asyncio
