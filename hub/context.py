@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import NoPermission
+from .errors import BadArgument, NoPermission
+
+# Stored with every event an action writes (the events table's column).
+MAX_OPERATION_ID = 128
+
+
+def check_operation_id(op_id: str) -> str:
+    """`op_id`, or BadArgument when it is longer than can be stored."""
+    if len(op_id) > MAX_OPERATION_ID:
+        raise BadArgument(f"operationID: at most {MAX_OPERATION_ID} characters")
+    return op_id
 
 
 @dataclass(frozen=True, slots=True)

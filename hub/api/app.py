@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute
 from starlette.routing import Route as StarletteRoute
 
 from .. import logs
-from ..context import Ctx
+from ..context import Ctx, check_operation_id
 from ..core import Hub
 from ..errors import ApiError, BadArgument, NoPermission
 from ..metrics import requests_total
@@ -78,6 +78,7 @@ def _endpoint(hub: Hub, route: Route) -> Callable[[Request], Awaitable[Response]
         op_id = request.headers.get("operationID") or secrets.token_hex(8)
         logs.operation_id.set(op_id)
         try:
+            check_operation_id(op_id)
             data = parse_json_object(await _read_body(request, limit))
             actor = await hub.tokens.verify(request.headers.get("token", ""))
             if route.admin_only and not actor.is_admin:

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from .. import logs
-from ..context import Actor
+from ..context import Actor, check_operation_id
 from ..errors import ApiError, BadArgument, TokenInvalid
 from . import frames
 from .protocol import tracked_protocol
@@ -72,8 +72,7 @@ class Endpoint:
         op_id = params.get("operationID") or secrets.token_hex(8)
         logs.operation_id.set(op_id)
         try:
-            if len(op_id) > frames.MAX_OPERATION_ID:
-                raise BadArgument(f"operationID: at most {frames.MAX_OPERATION_ID} characters")
+            check_operation_id(op_id)
             actor = await self._authenticate(params)
         except ApiError as exc:
             await _deny(scope, send, exc)

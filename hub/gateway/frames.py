@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from ..context import MAX_OPERATION_ID
+
 
 class ReqID(IntEnum):
     GET_NEWEST_SEQ = 1001
@@ -25,7 +27,6 @@ class ReqID(IntEnum):
     LOGOUT = 2003
 
 
-MAX_OPERATION_ID = 128  # the events table's column
 
 CLIENT_REQUESTS = frozenset({ReqID.GET_NEWEST_SEQ, ReqID.PULL_MSG_BY_SEQ, ReqID.SEND_MSG,
                              ReqID.LOGOUT})

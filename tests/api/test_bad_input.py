@@ -112,3 +112,19 @@ async def test_unknown_route_and_wrong_method(t: TenantHandle) -> None:
     assert r.status_code == 404 and r.json()["errCode"] == 1004
     r = await srv.http.get("/user/get_users_info")
     assert r.status_code == 405 and r.json()["errCode"] == 1001
+
+
+async def test_operation_id_longer_than_stored_is_refused(tenant: TenantHandle) -> None:
+    """An operationID is stored with every event the action writes (128 characters): a
+    longer one is a bad argument, as over the WebSocket, not a failed write."""
+    srv = tenant.server
+    before = await _counts(srv)
+    body = {"users": [{"userID": "carol", "nickname": "Carol"}]}
+    status, env = await srv.post("/user/user_register", body, tenant.admin,
+                                 operation_id="x" * 129)
+    assert (status, env["errCode"]) == (400, 1001), env
+    assert "operationID" in env["errMsg"]
+    assert await _counts(srv) == before
+    status, env = await srv.post("/user/user_register", body, tenant.admin,
+                                 operation_id="x" * 128)
+    assert (status, env["errCode"]) == (200, 0), env
