@@ -11,9 +11,12 @@ MAX_OPERATION_ID = 128
 
 
 def check_operation_id(op_id: str) -> str:
-    """`op_id`, or BadArgument when it is longer than can be stored."""
+    """`op_id`, or BadArgument when it cannot be stored: too long, or holding NUL (which
+    PostgreSQL's text cannot hold; see hub/client_json.py)."""
     if len(op_id) > MAX_OPERATION_ID:
         raise BadArgument(f"operationID: at most {MAX_OPERATION_ID} characters")
+    if "\x00" in op_id:
+        raise BadArgument("operationID: a string must not contain NUL (\\u0000)")
     return op_id
 
 

@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute
 from starlette.routing import Route as StarletteRoute
 
 from .. import logs
+from ..client_json import nul_path
 from ..context import Ctx, check_operation_id
 from ..core import Hub
 from ..errors import ApiError, BadArgument, NoPermission
@@ -68,6 +69,9 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise BadArgument(f"malformed JSON: {exc}") from None
     if not isinstance(data, dict):
         raise BadArgument("the body must be a JSON object")
+    where = nul_path(data, raw)
+    if where is not None:
+        raise BadArgument(f"{where}: a string must not contain NUL (\\u0000)")
     return data
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from ..client_json import nul_path
 from ..context import MAX_OPERATION_ID
 
 
@@ -78,6 +79,9 @@ def parse(text: str) -> Request:
                          **echo)
     if data is not None and not isinstance(data, dict):
         raise FrameError("data: must be a JSON object", **echo)
+    where = nul_path(obj, text)
+    if where is not None:
+        raise FrameError(f"{where}: a string must not contain NUL (\\u0000)", **echo)
     if rid not in CLIENT_REQUESTS:
         raise FrameError(f"reqIdentifier: unknown request {rid}", **echo)
     return Request(rid, incr, op or secrets.token_hex(8), data or {})

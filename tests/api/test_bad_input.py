@@ -128,3 +128,33 @@ async def test_operation_id_longer_than_stored_is_refused(tenant: TenantHandle) 
     status, env = await srv.post("/user/user_register", body, tenant.admin,
                                  operation_id="x" * 128)
     assert (status, env["errCode"]) == (200, 0), env
+
+
+async def test_nul_in_any_string_is_refused(tenant: TenantHandle) -> None:
+    """U+0000, which PostgreSQL's text cannot hold, is a bad argument named by its path on
+    both backends, in values, keys and IDs alike; escaped inside a string it is text."""
+    srv = tenant.server
+    await tenant.users("alice", "bob")
+    before = await _counts(srv)
+    single = {"sendID": "alice", "recvID": "bob", "sessionType": 1, "contentType": 101,
+              "content": '{"content": "x"}'}
+    cases: list[tuple[str, dict[str, Any], str]] = [
+        ("/msg/send_msg", {**single, "ex": "a\x00b"}, "ex"),
+        ("/user/update_user_info", {"userInfo": {"userID": "alice", "nickname": "a\x00"}},
+         "userInfo.nickname"),
+        ("/user/user_register", {"users": [{"userID": "z\x00z"}]}, "users.0.userID"),
+        ("/group/create_group", {"ownerUserID": "alice", "groupInfo": {"groupName": "g\x00"}},
+         "groupInfo.groupName"),
+        ("/user/get_users_info", {"userIDs": ["alice\x00"]}, "userIDs.0"),
+        ("/conversation/get_all_conversations", {"ownerUserID": "\x00"}, "ownerUserID"),
+        ("/user/get_users_info", {"userIDs": ["alice"], "extra\x00": 1}, "extra"),
+    ]
+    for path, body, where in cases:
+        status, env = await srv.post(path, body, tenant.admin)
+        assert (status, env["errCode"]) == (400, 1001), (path, env)
+        assert env["errMsg"].startswith(where) and "NUL" in env["errMsg"], (path, env)
+    assert await _counts(srv) == before
+    # A JSON escape inside the content string is text, not a NUL character.
+    sent = await srv.ok("/msg/send_msg", {**single, "content": '{"content": "x\\u0000y"}'},
+                        tenant.admin)
+    assert sent["seq"] == 1

@@ -50,6 +50,7 @@ async def test_bad_query_is_400(sqlite_tenant: TenantHandle) -> None:
     (alice,) = await sqlite_tenant.users("alice")
     url = sqlite_tenant.server.ws_url
     for query in (f"platformID=1&token={alice}", f"sendID=alice&platformID=x&token={alice}",
-                  f"sendID=alice&platformID=99&token={alice}", f"sendID=alice&token={alice}"):
+                  f"sendID=alice&platformID=99&token={alice}", f"sendID=alice&token={alice}",
+                  f"sendID=alice&platformID=1&token={alice}&operationID=a%00b"):
         status, body = await refused(url, query)
         assert (status, body["errCode"]) == (400, 1001), (query, body)

@@ -224,6 +224,10 @@ async def test_a_change_that_breaks_the_request_answers_1001(
     status, err, msg = await code(sq, "/friend/set_friend_remark", {
         "ownerUserID": "alice", "friendUserID": "bob", "remark": "B"})
     assert (err, status) == (1001, 400) and "remark" in msg
+    receiver.answer = answer_with({"remark": "B\u0000"})  # NUL: PostgreSQL cannot store it
+    status, err, msg = await code(sq, "/friend/set_friend_remark", {
+        "ownerUserID": "alice", "friendUserID": "bob", "remark": "B"})
+    assert (err, status) == (1001, 400) and "remark" in msg and "NUL" in msg
 
 
 async def test_message_hooks_modify_drop_and_deny(sq: TenantHandle, receiver: Receiver) -> None:
