@@ -12,17 +12,21 @@ from collections.abc import Coroutine
 from typing import Any
 
 # Collections of the youngest generation every this many net allocations (CPython: 700).
-_GC_GEN0 = 50_000
+# The pause grows with it: a batch's SQLAlchemy session leaves ~45 objects in reference
+# cycles, and at 50,000 each young collection held the loop 15-25 ms.
+_GC_GEN0 = 3_000
 
 
 def tune_gc() -> None:
-    """Freeze what is loaded so far and collect the young generation less often.
+    """Freeze what is loaded so far and collect the young generation a little less often.
 
-    A busy node allocates a few dozen objects per message, almost none of them in
-    cycles. With CPython's defaults it ran a young collection every few messages and,
-    every few seconds, a full one that walked every module, class and function loaded:
-    about a tenth of its CPU. Frozen objects are never scanned again; the young
-    generation is collected after 50,000 allocations instead of 700.
+    With CPython's defaults a busy node ran, every few seconds, a full collection that
+    walked every module, class and function loaded: about a tenth of its CPU. Frozen
+    objects are never scanned again. The young generation is collected after 3,000
+    allocations instead of 700; not much later, because what a collection costs, and
+    how long it holds the loop, grows with the young generation's size: at 50,000 a
+    collection took 15-25 ms and set chat's p99 latency (docs/performance.md), with no
+    throughput to show for it.
     """
     gc.collect()
     gc.freeze()
