@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 from .auth import Tokens
 from .bus import Bus
 from .checks import SendChecks
-from .cluster import Cluster
+from .cluster import Cluster, new_node_id
 from .committer import Committer
 from .context import Actor, Ctx
 from .db.engine import create_engine, create_read_engine, is_sqlite, migrate
@@ -74,6 +74,8 @@ class Hub:
         self.cluster = (Cluster(settings.redis_url, prefix=settings.redis_prefix,
                                 node_ttl=settings.gateway.node_ttl_seconds)
                         if settings.redis_url else None)
+        # Starts every connection ID of this process (hub/gateway/gateway.py).
+        self.node_id = self.cluster.node_id if self.cluster is not None else new_node_id()
         self.presence = Presence(self)
         self.gateway = Gateway(self)
         self._started = False

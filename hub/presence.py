@@ -11,20 +11,37 @@ Each connection writes afterUserOnline when it is accepted and afterUserOffline 
 ends, both carrying its connID; a kicked connection writes afterUserKickOff (with the
 reason) together with its afterUserOffline. They are after-events like any other:
 outbox rows committed through `hub.write`, delivered at least once.
+
+So that a node that dies without closing its connections leaves no user online in the
+business backend's books, a connection's row in `online_connections` (hub/db/presence.py)
+is written with its afterUserOnline and deleted with its afterUserOffline. Every node
+beats in `gateway_nodes` every third of `gateway.node_ttl_seconds`; rows of a node that
+has not beaten for twice that are taken, one by one, by whichever node gets to delete
+them first, and that node writes their afterUserOffline. A lone node that was killed
+finds its former rows when it starts again, and ends them once the dead process's last
+beat is that old.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
+from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .api.routing import Router
 from .bus import hook
+from .clock import now_ms
 from .cluster import Entry, node_of
 from .context import Actor, Ctx
+from .db.fast import Statement, dialect_name
+from .db.presence import GatewayNode, OnlineConnection
 from .domain._lookup import users_by_id
 from .domain._schema import ID, Req
 from .gateway.registry import Registry, UserKey
@@ -42,6 +59,28 @@ AFTER_KICK_OFF = hook("afterUserKickOff")
 
 router = Router()
 
+_CONNECTION = Statement(insert(OnlineConnection).values(
+    {c.name: bindparam(c.name) for c in OnlineConnection.__table__.columns}))
+_END = Statement(delete(OnlineConnection).where(OnlineConnection.conn_id == bindparam("c"))
+                 .returning(OnlineConnection.conn_id))
+_NODES_WITH_CONNECTIONS = Statement(select(OnlineConnection.node_id).distinct())
+_BEATING = Statement(select(GatewayNode.node_id).where(GatewayNode.beat_at >= bindparam("since")))
+_CONNECTIONS_OF = Statement(select(
+    OnlineConnection.conn_id, OnlineConnection.tenant_id, OnlineConnection.user_id,
+    OnlineConnection.platform_id, OnlineConnection.operation_id,
+).where(OnlineConnection.node_id == bindparam("n")))
+_FORGET = Statement(delete(GatewayNode).where(GatewayNode.beat_at < bindparam("before")))
+_LEAVE = Statement(delete(GatewayNode).where(GatewayNode.node_id == bindparam("n")))
+
+
+def _beat_statement(insert_: Any) -> Statement:
+    stmt = insert_(GatewayNode).values(node_id=bindparam("n"), beat_at=bindparam("at"))
+    return Statement(stmt.on_conflict_do_update(index_elements=[GatewayNode.node_id],
+                                                set_={"beat_at": stmt.excluded.beat_at}))
+
+
+_BEAT = {"postgresql": _beat_statement(pg_insert), "sqlite": _beat_statement(sqlite_insert)}
+
 
 class Presence:
     def __init__(self, hub: Hub) -> None:
@@ -50,6 +89,7 @@ class Presence:
         # Other nodes' entries: (tenant, user) -> {platformID: connID}.
         self._remote: dict[UserKey, dict[int, str]] = {}
         self._live: set[str] = set()
+        self._keeper: asyncio.Task[None] | None = None
         cluster = hub.cluster
         if cluster is not None:
             cluster.on("on", self._remote_online)
@@ -88,10 +128,15 @@ class Presence:
     # --- this node's connections ----------------------------------------------------------
 
     async def connected(self, conn: Connection) -> None:
-        """Record a connection the gateway has registered: its event, then Redis."""
+        """Record a connection the gateway has registered: its row and event, then Redis."""
         body = {"userID": conn.user_id, "platformID": conn.platform_id, "connID": conn.conn_id}
+        row = {"conn_id": conn.conn_id, "node_id": self._hub.node_id,
+               "tenant_id": conn.tenant_id, "user_id": conn.user_id,
+               "platform_id": conn.platform_id, "operation_id": conn.operation_id,
+               "create_time": now_ms()}
 
         async def write(tx: Tx) -> None:
+            await _CONNECTION.many(tx.db, [row])
             tx.after(AFTER_ONLINE, body)
 
         await self._hub.write(_ctx(conn), write)
@@ -114,12 +159,93 @@ class Presence:
         kicked = conn.kicked
 
         async def write(tx: Tx) -> None:
+            if not await _END.rows(tx.db, {"c": conn.conn_id}):
+                return  # ended already, by a node that took this one for dead
             if kicked is not None:
                 tx.after(AFTER_KICK_OFF, {"userID": conn.user_id,
                                           "platformID": conn.platform_id, "reason": kicked})
             tx.after(AFTER_OFFLINE, body)
 
         await self._hub.write(_ctx(conn), write)
+
+    # --- nodes that died with connections open --------------------------------------------
+
+    async def start(self) -> None:
+        """Beat, then keep beating and ending the connections of dead nodes."""
+        await self._beat()
+        self._keeper = asyncio.create_task(self._keep(), name="presence-keeper")
+
+    async def close(self) -> None:
+        """Stop beating and leave the list (the gateway has closed the connections)."""
+        if self._keeper is None:
+            return  # never started
+        self._keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._keeper
+        self._keeper = None
+        node = self._hub.node_id
+        with contextlib.suppress(Exception):
+            await self._hub.write(Ctx(Actor(""), "presence"), lambda tx: _LEAVE.many(
+                tx.db, [{"n": node}]), orm=False, changes_checks=False)
+
+    async def _keep(self) -> None:
+        ttl_ms = int(self._hub.settings.gateway.node_ttl_seconds * 1000)
+        while True:
+            try:
+                await self.end_dead_nodes()
+                await asyncio.sleep(ttl_ms / 3000)
+                await self._beat()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("keeping the node list")
+                await asyncio.sleep(ttl_ms / 3000)
+
+    async def _beat(self) -> None:
+        node = self._hub.node_id
+        # Nodes gone for long (and ended, if they had connections) leave the list.
+        forget = 40 * int(self._hub.settings.gateway.node_ttl_seconds * 1000)
+
+        async def write(tx: Tx) -> None:
+            now = now_ms()
+            await _BEAT[dialect_name(tx.db)].many(tx.db, [{"n": node, "at": now}])
+            await _FORGET.many(tx.db, [{"before": now - forget}])
+
+        await self._hub.write(Ctx(Actor(""), "presence"), write, orm=False,
+                              changes_checks=False)
+
+    async def end_dead_nodes(self) -> int:
+        """End the connections of nodes with no beat for twice the node TTL: write each
+        one's afterUserOffline and delete its row, unless another node did first. Returns
+        how many this node ended."""
+        hub = self._hub
+        now = now_ms()
+        dead_after = 2 * int(hub.settings.gateway.node_ttl_seconds * 1000)
+        with_rows = {r[0] for r in await hub.reads.rows(_NODES_WITH_CONNECTIONS, {})}
+        beating = {r[0] for r in await hub.reads.rows(_BEATING, {"since": now - dead_after})}
+        dead = with_rows - beating - {hub.node_id}
+        ended = 0
+        for node in sorted(dead):
+            rows = await hub.reads.rows(_CONNECTIONS_OF, {"n": node})
+            log.warning("node %s stopped beating with %d connection(s) open: ending them",
+                        node, len(rows))
+            done = await asyncio.gather(*(self._end(*row) for row in rows))
+            ended += sum(done)
+        return ended
+
+    async def _end(self, conn_id: str, tenant_id: str, user_id: str, platform_id: int,
+                   operation_id: str) -> bool:
+        body = {"userID": user_id, "platformID": platform_id, "connID": conn_id}
+
+        async def write(tx: Tx) -> bool:
+            if not await _END.rows(tx.db, {"c": conn_id}):
+                return False  # another node ended it
+            tx.after(AFTER_OFFLINE, body)
+            return True
+
+        ctx = Ctx(Actor(tenant_id, user_id, platform_id), operation_id)
+        ended: bool = await self._hub.write(ctx, write, orm=False, changes_checks=False)
+        return ended
 
     # --- the other nodes (hub/cluster.py) -------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import chat, delivery, models, webhook_config  # noqa: F401
+from . import chat, delivery, models, presence, webhook_config  # noqa: F401
 from .base import Base
 
 metadata = Base.metadata

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.routing import WebSocketRoute
 
-from ..cluster import new_node_id
 from ..context import Actor
 from ..errors import ApiError
 from . import frames
@@ -47,7 +46,7 @@ class Gateway:
         self._hub = hub
         self._registry = hub.presence.local
         self._cluster = hub.cluster
-        self._node = self._cluster.node_id if self._cluster is not None else new_node_id()
+        self._node = hub.node_id
         self._serial = itertools.count(1)
         self._idle = hub.settings.gateway.idle_timeout_seconds
         self._sweeper: asyncio.Task[None] | None = None
@@ -65,6 +64,7 @@ class Gateway:
     async def start(self) -> None:
         if self._cluster is not None:
             await self._cluster.start()
+        await self._hub.presence.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="gateway-sweeper")
 
     async def close(self) -> None:
@@ -78,6 +78,7 @@ class Gateway:
             async with asyncio.timeout(5):
                 while self.tasks:
                     await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        await self._hub.presence.close()
         if self._cluster is not None:
             await self._cluster.close()
 
