@@ -80,6 +80,13 @@ def _beat_statement(insert_: Any) -> Statement:
 
 
 _BEAT = {"postgresql": _beat_statement(pg_insert), "sqlite": _beat_statement(sqlite_insert)}
+# The node's own bookkeeping (beats, leaving the list) belongs to no tenant.
+_NODE_CTX = Ctx(Actor(""), "presence")
+
+
+def _body(user_id: str, platform_id: int, conn_id: str) -> dict[str, Any]:
+    """afterUserOnline's and afterUserOffline's payload."""
+    return {"userID": user_id, "platformID": platform_id, "connID": conn_id}
 
 
 class Presence:
@@ -129,7 +136,7 @@ class Presence:
 
     async def connected(self, conn: Connection) -> None:
         """Record a connection the gateway has registered: its row and event, then Redis."""
-        body = {"userID": conn.user_id, "platformID": conn.platform_id, "connID": conn.conn_id}
+        body = _body(conn.user_id, conn.platform_id, conn.conn_id)
         row = {"conn_id": conn.conn_id, "node_id": self._hub.node_id,
                "tenant_id": conn.tenant_id, "user_id": conn.user_id,
                "platform_id": conn.platform_id, "operation_id": conn.operation_id,
@@ -155,7 +162,7 @@ class Presence:
                 log.exception("clearing %r in Redis", conn)
         if not conn.online:
             return  # never recorded as online: nothing to pair
-        body = {"userID": conn.user_id, "platformID": conn.platform_id, "connID": conn.conn_id}
+        body = _body(conn.user_id, conn.platform_id, conn.conn_id)
         kicked = conn.kicked
 
         async def write(tx: Tx) -> None:
@@ -185,8 +192,8 @@ class Presence:
         self._keeper = None
         node = self._hub.node_id
         with contextlib.suppress(Exception):
-            await self._hub.write(Ctx(Actor(""), "presence"), lambda tx: _LEAVE.many(
-                tx.db, [{"n": node}]), orm=False, changes_checks=False)
+            await self._hub.write(_NODE_CTX, lambda tx: _LEAVE.many(tx.db, [{"n": node}]),
+                                  orm=False, changes_checks=False)
 
     async def _keep(self) -> None:
         ttl_ms = int(self._hub.settings.gateway.node_ttl_seconds * 1000)
@@ -211,8 +218,7 @@ class Presence:
             await _BEAT[dialect_name(tx.db)].many(tx.db, [{"n": node, "at": now}])
             await _FORGET.many(tx.db, [{"before": now - forget}])
 
-        await self._hub.write(Ctx(Actor(""), "presence"), write, orm=False,
-                              changes_checks=False)
+        await self._hub.write(_NODE_CTX, write, orm=False, changes_checks=False)
 
     async def end_dead_nodes(self) -> int:
         """End the connections of nodes with no beat for twice the node TTL: write each
@@ -235,7 +241,7 @@ class Presence:
 
     async def _end(self, conn_id: str, tenant_id: str, user_id: str, platform_id: int,
                    operation_id: str) -> bool:
-        body = {"userID": user_id, "platformID": platform_id, "connID": conn_id}
+        body = _body(user_id, platform_id, conn_id)
 
         async def write(tx: Tx) -> bool:
             if not await _END.rows(tx.db, {"c": conn_id}):
