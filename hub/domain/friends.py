@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from ..api.routing import Router
@@ -20,10 +20,17 @@ from ..bus.bus import Drop
 from ..clock import now_ms
 from ..context import Ctx
 from ..core import Hub
+from ..db.fast import Statement
 from ..db.models import Black, Friend, FriendRequest, User
 from ..errors import AlreadyExists, BadArgument, Blocked, NotFound, NotFriends
 from ..tx import Tx
-from ._lookup import is_blocked, is_friend, public_user, require_users, users_by_id
+from ._lookup import (
+    pair_of,
+    public_user,
+    require_users,
+    user_exists,
+    users_by_id,
+)
 from ._schema import ID, Name, Pagination, Req, Text, page, revalidate
 from .notify import NT
 
@@ -40,6 +47,14 @@ AFTER_REMARK = hook("afterSetFriendRemark")
 BEFORE_BLACK = hook("beforeAddBlack")
 AFTER_BLACK = hook("afterAddBlack")
 AFTER_UNBLACK = hook("afterRemoveBlack")
+
+
+# a exists, b exists, the handle_result of a's request to b (None: none)
+_REQUEST = Statement(select(
+    user_exists("a"), user_exists("b"),
+    select(FriendRequest.handle_result).where(
+        FriendRequest.tenant_id == bindparam("t"), FriendRequest.from_user_id == bindparam("a"),
+        FriendRequest.to_user_id == bindparam("b")).scalar_subquery()))
 
 
 def _from_to(a: str, b: str) -> dict[str, str]:
@@ -60,12 +75,11 @@ async def add_friend(hub: Hub, ctx: Ctx, req: AddFriendReq) -> None:
     if req.fromUserID == req.toUserID:
         raise BadArgument("cannot add yourself as a friend")
     t = ctx.tenant_id
-    async with hub.read() as s:
-        await require_users(s, t, [req.fromUserID, req.toUserID])
-        if await is_blocked(s, t, req.toUserID, req.fromUserID):
-            raise Blocked(f"{req.toUserID} has blocked {req.fromUserID}")
-        if await is_friend(s, t, req.fromUserID, req.toUserID):
-            raise AlreadyExists(f"{req.toUserID} is already a friend")
+    pair = await pair_of(hub.reads, t, req.fromUserID, req.toUserID)
+    if pair.blocked:
+        raise Blocked(f"{req.toUserID} has blocked {req.fromUserID}")
+    if pair.friend:
+        raise AlreadyExists(f"{req.toUserID} is already a friend")
     payload = req.model_dump()
     out = await hub.bus.before(BEFORE_ADD_FRIEND, t, ctx.operation_id, payload)
     assert not isinstance(out, Drop)
@@ -104,11 +118,13 @@ async def add_friend_response(hub: Hub, ctx: Ctx, req: FriendResponseReq) -> Non
     """toUserID agrees to (1) or refuses (-1) fromUserID's pending request."""
     ctx.actor.check_self(req.toUserID)
     t = ctx.tenant_id
-    async with hub.read() as s:
-        await require_users(s, t, [req.fromUserID, req.toUserID])
-        row = await s.get(FriendRequest, (t, req.fromUserID, req.toUserID))
-        if row is None or row.handle_result != 0:
-            raise NotFound(f"no pending friend request from {req.fromUserID}")
+    [(from_ok, to_ok, handle_result)] = await hub.reads.rows(_REQUEST, {
+        "t": t, "a": req.fromUserID, "b": req.toUserID})
+    for uid, ok in ((req.fromUserID, from_ok), (req.toUserID, to_ok)):
+        if not ok:
+            raise NotFound(f"user {uid} not found")
+    if handle_result != 0:  # None: no request at all
+        raise NotFound(f"no pending friend request from {req.fromUserID}")
     final = req
     if req.handleResult == 1:
         payload = req.model_dump()
@@ -187,10 +203,8 @@ async def set_friend_remark(hub: Hub, ctx: Ctx, req: RemarkReq) -> None:
     """Set the remark ownerUserID shows for friendUserID."""
     ctx.actor.check_self(req.ownerUserID)
     t = ctx.tenant_id
-    async with hub.read() as s:
-        await require_users(s, t, [req.ownerUserID, req.friendUserID])
-        if not await is_friend(s, t, req.ownerUserID, req.friendUserID):
-            raise NotFriends(f"{req.friendUserID} is not a friend of {req.ownerUserID}")
+    if not (await pair_of(hub.reads, t, req.ownerUserID, req.friendUserID)).friend:
+        raise NotFriends(f"{req.friendUserID} is not a friend of {req.ownerUserID}")
     payload = req.model_dump()
     out = await hub.bus.before(BEFORE_REMARK, t, ctx.operation_id, payload)
     assert not isinstance(out, Drop)
@@ -286,10 +300,8 @@ async def add_black(hub: Hub, ctx: Ctx, req: BlackReq) -> None:
     if req.ownerUserID == req.blackUserID:
         raise BadArgument("cannot block yourself")
     t = ctx.tenant_id
-    async with hub.read() as s:
-        await require_users(s, t, [req.ownerUserID, req.blackUserID])
-        if await is_blocked(s, t, req.ownerUserID, req.blackUserID):
-            raise AlreadyExists(f"{req.blackUserID} is already blocked")
+    if (await pair_of(hub.reads, t, req.ownerUserID, req.blackUserID)).blocks:
+        raise AlreadyExists(f"{req.blackUserID} is already blocked")
     payload = {"ownerUserID": req.ownerUserID, "blackUserID": req.blackUserID}
     out = await hub.bus.before(BEFORE_BLACK, t, ctx.operation_id, payload)
     assert not isinstance(out, Drop)

@@ -75,6 +75,7 @@ from ..errors import (
 )
 from ..tx import Tx
 from ..wire_types import group_conversation_id, single_conversation_id
+from ._lookup import user_exists
 from ._schema import ID, Req, Text, revalidate
 from .conversations import (
     GROUP,
@@ -216,16 +217,11 @@ def _ack(wire: dict[str, Any]) -> dict[str, Any]:
 # no cache can answer, is one index search.
 _p = bindparam
 
-
-def _user_exists(user: str) -> Any:
-    return exists().where(User.tenant_id == _p("t"), User.user_id == _p(user))
-
-
 _NICKNAME = select(User.nickname).where(
     User.tenant_id == _p("t"), User.user_id == _p("send")).scalar_subquery().label("nick")
 # nick, recv_ok, blocked, friend
 _SINGLE_CHECKS = Statement(select(
-    _NICKNAME, _user_exists("recv").label("recv_ok"),
+    _NICKNAME, user_exists("recv").label("recv_ok"),
     exists().where(Black.tenant_id == _p("t"), Black.owner_user_id == _p("recv"),
                    Black.block_user_id == _p("send")).label("blocked"),
     exists().where(Friend.tenant_id == _p("t"), Friend.owner_user_id == _p("recv"),
