@@ -50,7 +50,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import Field, StringConstraints
-from sqlalchemy import bindparam, exists, insert, select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -87,6 +87,7 @@ from .conversations import (
     seqs_of,
     side_of,
 )
+from .drafts import INSERT_MESSAGE, Draft
 from .groups import ADMIN, DISMISSED, MUTED, OWNER
 from .notify import NT
 from .push import AFTER_OFFLINE, BEFORE_OFFLINE, OfflinePushInfo
@@ -180,33 +181,6 @@ class _Target:
     nickname: str
 
 
-@dataclass(slots=True)
-class _Draft:
-    """A message about to be stored: the columns of `Message`, without the ORM's cost."""
-
-    tenant_id: str
-    conversation_id: str
-    seq: int
-    server_msg_id: str
-    client_msg_id: str
-    send_id: str
-    recv_id: str
-    group_id: str
-    session_type: int
-    content_type: int
-    content: str
-    send_time: int
-    status: int
-    sender_platform_id: int
-    sender_nickname: str
-    offline_push_info: str
-    at_user_ids: str
-    ex: str
-
-    def row(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__slots__}
-
-
 def _ack(wire: dict[str, Any]) -> dict[str, Any]:
     return {k: wire[k] for k in ("serverMsgID", "clientMsgID", "sendTime", "seq")}
 
@@ -239,8 +213,6 @@ _MEMBERS = Statement(select(
 _FIRST_SEND = Statement(select(Message.server_msg_id, Message.seq, Message.send_time).where(
     Message.tenant_id == _p("t"), Message.send_id == _p("send"),
     Message.client_msg_id == _p("cmid"), Message.conversation_id == _p("conv")))
-_INSERT_MESSAGE = Statement(insert(Message).values(
-    {c.name: _p(c.name) for c in Message.__table__.columns}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,7 +331,7 @@ async def send_msg(hub: Hub, ctx: Ctx, req: SendMsgReq, *, origin: Origin | None
         if first is not None:
             return first
     platform = origin[1] if origin else ctx.actor.platform_id
-    msg = _Draft(
+    msg = Draft(
         tenant_id=t, conversation_id=target.conversation_id, seq=0,
         server_msg_id=new_id("srv"), client_msg_id=req.clientMsgID or new_id("cli"),
         send_id=req.sendID, recv_id=req.recvID if single else "",
@@ -392,7 +364,7 @@ async def send_msg(hub: Hub, ctx: Ctx, req: SendMsgReq, *, origin: Origin | None
 
     async def write(tx: Tx) -> dict[str, Any]:
         seq = await tx.allocate(msg.conversation_id)
-        await tx.insert(_INSERT_MESSAGE, [{**row, "seq": seq}])
+        await tx.insert(INSERT_MESSAGE, [{**row, "seq": seq}])
         if single and seq == 1:
             await open_single(tx.session, t, msg.conversation_id, msg.send_id, msg.recv_id,
                               msg.send_time)

@@ -11,8 +11,9 @@ import orjson
 from sqlalchemy import select
 
 from ..clock import new_id, now_ms
-from ..db.models import Friend, Message, User
+from ..db.models import Friend, User
 from ..wire_types import NotificationType, notification_conversation_id
+from .drafts import INSERT_MESSAGE, Draft
 from .wire import message_to_wire
 
 if TYPE_CHECKING:
@@ -39,22 +40,22 @@ class Notifier:
         content = orjson.dumps({"detail": orjson.dumps(tips).decode()}).decode()
         now = now_ms()
         by_user: dict[str, list[dict[str, Any]]] = {}
+        rows: list[dict[str, Any]] = []
         # Sorted, so that concurrent transactions lock seq rows in one order (no deadlock).
         for uid in sorted(set(user_ids)):
             conv = notification_conversation_id(uid)
             seq = await tx.allocate(conv)
-            row = Message(
+            draft = Draft(
                 tenant_id=tenant_id, conversation_id=conv, seq=seq,
                 server_msg_id=new_id("srv"), client_msg_id=new_id("ntf"),
                 send_id=send_id or tx.ctx.actor.op_user(), recv_id=uid, group_id=group_id,
                 session_type=SESSION_NOTIFICATION, content_type=int(content_type),
-                content=content, send_time=now, status=2,
-                # Column defaults apply only at flush; the pushed copy is built before it.
-                sender_platform_id=0, sender_nickname="", offline_push_info="",
-                at_user_ids="", ex="",
-            )
-            tx.session.add(row)
-            by_user.setdefault(uid, []).append(message_to_wire(row))
+                content=content, send_time=now, status=2, sender_platform_id=0,
+                sender_nickname="", offline_push_info="", at_user_ids="", ex="")
+            rows.append(draft.row())
+            by_user.setdefault(uid, []).append(message_to_wire(draft))
+        if rows:
+            await tx.insert(INSERT_MESSAGE, rows)
         if by_user:
             signals = self._hub.signals
             tx.on_commit(lambda: signals.messages_stored(tenant_id, by_user))
