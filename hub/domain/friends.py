@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from ..api.routing import Router
@@ -20,7 +22,7 @@ from ..bus.bus import Drop
 from ..clock import now_ms
 from ..context import Ctx
 from ..core import Hub
-from ..db.fast import Statement
+from ..db.fast import Statement, dialect_name
 from ..db.models import Black, Friend, FriendRequest, User
 from ..errors import AlreadyExists, BadArgument, Blocked, NotFound, NotFriends
 from ..tx import Tx
@@ -57,6 +59,49 @@ _REQUEST = Statement(select(
         FriendRequest.to_user_id == bindparam("b")).scalar_subquery()))
 
 
+# The writes of a request and its answer, compiled once (hub/db/fast.py); the other
+# relation routes still write through the ORM.
+def _request_upsert(insert_: Any) -> Statement:
+    stmt = insert_(FriendRequest).values(
+        tenant_id=bindparam("t"), from_user_id=bindparam("a"), to_user_id=bindparam("b"),
+        req_msg=bindparam("msg"), ex=bindparam("ex"), handle_result=0, handle_msg="",
+        create_time=bindparam("now"), handle_time=0)
+    # A request replaces an earlier one between the same two users.
+    return Statement(stmt.on_conflict_do_update(
+        index_elements=[FriendRequest.tenant_id, FriendRequest.from_user_id,
+                        FriendRequest.to_user_id],
+        set_={"req_msg": stmt.excluded.req_msg, "ex": stmt.excluded.ex, "handle_result": 0,
+              "handle_msg": "", "create_time": stmt.excluded.create_time, "handle_time": 0}))
+
+
+def _friends_insert(insert_: Any) -> Statement:
+    return Statement(insert_(Friend).values(
+        tenant_id=bindparam("t"), owner_user_id=bindparam("o"), friend_user_id=bindparam("f"),
+        remark="", add_source=1, operator_user_id=bindparam("op"), ex="",
+        create_time=bindparam("now")).on_conflict_do_nothing())
+
+
+_REQUEST_UPSERT = {"postgresql": _request_upsert(pg_insert),
+                   "sqlite": _request_upsert(sqlite_insert)}
+_FRIENDS_INSERT = {"postgresql": _friends_insert(pg_insert),
+                   "sqlite": _friends_insert(sqlite_insert)}
+
+
+def _pending(a: str, b: str) -> Any:
+    return ((FriendRequest.tenant_id == bindparam("t"))
+            & (FriendRequest.from_user_id == bindparam(a))
+            & (FriendRequest.to_user_id == bindparam(b)) & (FriendRequest.handle_result == 0))
+
+
+# Answers a's pending request to b; no row back: it was not pending (any more).
+_ANSWER = Statement(update(FriendRequest).where(_pending("a", "b")).values(
+    handle_result=bindparam("r"), handle_msg=bindparam("msg"), handle_time=bindparam("now"))
+    .returning(FriendRequest.handle_result))
+# Agreeing to a's request also settles b's pending request to a.
+_SETTLE_REVERSE = Statement(update(FriendRequest).where(_pending("b", "a")).values(
+    handle_result=1, handle_time=bindparam("now")))
+
+
 def _from_to(a: str, b: str) -> dict[str, str]:
     return {"fromUserID": a, "toUserID": b}
 
@@ -86,24 +131,15 @@ async def add_friend(hub: Hub, ctx: Ctx, req: AddFriendReq) -> None:
     final: AddFriendReq = req if out is payload else revalidate(AddFriendReq, out)
 
     async def write(tx: Tx) -> None:
-        row = await tx.session.get(FriendRequest, (t, final.fromUserID, final.toUserID))
-        now = now_ms()
-        if row is None:
-            tx.session.add(FriendRequest(tenant_id=t, from_user_id=final.fromUserID,
-                                         to_user_id=final.toUserID, req_msg=final.reqMsg,
-                                         ex=final.ex, handle_result=0, create_time=now))
-        else:
-            row.req_msg, row.ex, row.handle_result = final.reqMsg, final.ex, 0
-            row.handle_msg, row.create_time, row.handle_time = "", now, 0
+        await _REQUEST_UPSERT[dialect_name(tx.db)].many(tx.db, [{
+            "t": t, "a": final.fromUserID, "b": final.toUserID, "msg": final.reqMsg,
+            "ex": final.ex, "now": now_ms()}])
         tx.after(AFTER_ADD_FRIEND, final.model_dump())
         await hub.notifier.send(tx, [final.fromUserID, final.toUserID], NT.FRIEND_APPLICATION,
                                 {"fromToUserID": _from_to(final.fromUserID, final.toUserID),
                                  "reqMsg": final.reqMsg}, send_id=final.fromUserID)
 
-    try:
-        await hub.write(ctx, write)
-    except IntegrityError:
-        raise AlreadyExists("a friend request was sent concurrently") from None
+    await hub.write(ctx, write, orm=False)
 
 
 class FriendResponseReq(Req):
@@ -132,12 +168,11 @@ async def add_friend_response(hub: Hub, ctx: Ctx, req: FriendResponseReq) -> Non
         assert not isinstance(out, Drop)
 
     async def write(tx: Tx) -> None:
-        row = await tx.session.get(FriendRequest, (t, final.fromUserID, final.toUserID))
-        if row is None or row.handle_result != 0:
-            raise NotFound(f"no pending friend request from {final.fromUserID}")
         now = now_ms()
-        row.handle_result, row.handle_msg, row.handle_time = (
-            final.handleResult, final.handleMsg, now)
+        keys = {"t": t, "a": final.fromUserID, "b": final.toUserID, "now": now}
+        if not await _ANSWER.rows(tx.db, {**keys, "r": final.handleResult,
+                                          "msg": final.handleMsg}):
+            raise NotFound(f"no pending friend request from {final.fromUserID}")
         pair = _from_to(final.fromUserID, final.toUserID)
         users = [final.fromUserID, final.toUserID]
         if final.handleResult == -1:
@@ -146,16 +181,12 @@ async def add_friend_response(hub: Hub, ctx: Ctx, req: FriendResponseReq) -> Non
                                     {"fromToUserID": pair, "handleMsg": final.handleMsg},
                                     send_id=final.toUserID)
             return
-        # The reverse request, if any, is settled by this agreement too.
-        reverse = await tx.session.get(FriendRequest, (t, final.toUserID, final.fromUserID))
-        if reverse is not None and reverse.handle_result == 0:
-            reverse.handle_result, reverse.handle_time = 1, now
-        for owner, other in ((final.fromUserID, final.toUserID),
-                             (final.toUserID, final.fromUserID)):
-            if await tx.session.get(Friend, (t, owner, other)) is None:
-                tx.session.add(Friend(tenant_id=t, owner_user_id=owner, friend_user_id=other,
-                                      add_source=1, operator_user_id=final.toUserID,
-                                      create_time=now))
+        await _SETTLE_REVERSE.many(tx.db, [keys])
+        # A row that is there already (one side never deleted the other) stays as it is.
+        await _FRIENDS_INSERT[dialect_name(tx.db)].many(tx.db, [
+            {"t": t, "o": owner, "f": other, "op": final.toUserID, "now": now}
+            for owner, other in ((final.fromUserID, final.toUserID),
+                                 (final.toUserID, final.fromUserID))])
         tx.after(AFTER_AGREE, final.model_dump())
         await hub.notifier.send(tx, users, NT.FRIEND_APPLICATION_APPROVED,
                                 {"fromToUserID": pair, "handleMsg": final.handleMsg},
@@ -164,7 +195,7 @@ async def add_friend_response(hub: Hub, ctx: Ctx, req: FriendResponseReq) -> Non
                                 {"fromToUserID": pair, "opUserID": final.toUserID},
                                 send_id=final.toUserID)
 
-    await hub.write(ctx, write)
+    await hub.write(ctx, write, orm=False)
 
 
 class FriendPairReq(Req):
