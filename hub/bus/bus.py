@@ -1,12 +1,20 @@
-"""The bus: runs before handlers in priority order and after handlers once committed."""
+"""The bus: runs before handlers in priority order and after handlers once committed.
+
+A handler's coroutine is first run in place, up to where it would wait: most in-process
+plugins (a word filter, a rate limit, an observer) never wait, and those are done there,
+with no task and no timer. One that waits goes on from that point under its timeout, in
+a task of its own (or, for `prompt_cancel` handlers, in the caller's task), exactly as if
+it had been started there: its timeout counts from its first wait.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Generator, Iterable
 from typing import Any, TypeVar
 
 from ..errors import HookDenied, HookFailed
@@ -107,11 +115,21 @@ class Bus:
         outcome = "ok"
         try:
             limit = h.timeout_for(call.hook, call.tenant_id)
-            if h.prompt_cancel:  # no task of its own: one fewer hand-over per call
-                async with asyncio.timeout(limit):
-                    verdict = await h.before(call)
+            # Not prompt_cancel: run in a copy of the context, as a task of its own would.
+            context = None if h.prompt_cancel else contextvars.copy_context()
+            coro = h.before(call)
+            verdict: Verdict
+            try:
+                waits = coro.send(None) if context is None else context.run(coro.send, None)
+            except StopIteration as done:
+                verdict = done.value  # answered without waiting
             else:
-                verdict = await _within(h.before(call), limit)
+                rest = _resume(coro, waits)
+                if context is None:  # no task of its own: one fewer hand-over per call
+                    async with asyncio.timeout(limit):
+                        verdict = await rest
+                else:
+                    verdict = await _within(rest, limit, context)
             if not _well_formed(verdict):
                 raise TypeError(f"{h.name} returned {verdict!r}, not a well-formed Verdict")
             outcome = verdict.action
@@ -136,26 +154,47 @@ class Bus:
         return bool(self._after.get(hook.name))
 
     def after(self, events: Iterable[AfterEvent]) -> None:
-        """Hand committed events to in-process after handlers, each in its own task."""
+        """Hand committed events to in-process after handlers; one that waits goes on in
+        a task of its own, so that none holds up the caller or another."""
         for ev in events:
             for h in self._after.get(ev.hook.name, ()):
                 if h.wants(ev.hook, ev.tenant_id):
-                    task = asyncio.create_task(self._run_after(h, ev))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._start_after(h, ev)
 
-    async def _run_after(self, h: Handler, ev: AfterEvent) -> None:
+    def _start_after(self, h: Handler, ev: AfterEvent) -> None:
         start = time.perf_counter()
-        outcome = "ok"
+        context = contextvars.copy_context()
+        coro = h.after(ev)
         try:
-            await _within(h.after(ev), h.timeout)
+            waits = context.run(coro.send, None)
+        except StopIteration:
+            self._after_done(h, ev, start, None)
+            return
         except Exception as exc:
+            self._after_done(h, ev, start, exc)
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._finish_after(h, ev, _resume(coro, waits), start), context=context)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _finish_after(self, h: Handler, ev: AfterEvent,
+                            rest: Coroutine[Any, Any, None], start: float) -> None:
+        try:
+            await _within(rest, h.timeout)
+        except Exception as exc:
+            self._after_done(h, ev, start, exc)
+        else:
+            self._after_done(h, ev, start, None)
+
+    @staticmethod
+    def _after_done(h: Handler, ev: AfterEvent, start: float, exc: Exception | None) -> None:
+        outcome = "ok"
+        if exc is not None:
             outcome = "timeout" if isinstance(exc, TimeoutError) else "error"
             log.warning("after handler %s for %s failed: %r", h.name, ev.hook.name, exc,
                         extra={"operationID": ev.operation_id})
-        finally:
-            hook_seconds.labels(ev.hook.name, h.name, outcome).observe(
-                time.perf_counter() - start)
+        hook_seconds.labels(ev.hook.name, h.name, outcome).observe(time.perf_counter() - start)
 
     async def drain(self) -> None:
         """Wait for after handlers in flight (shutdown, tests)."""
@@ -180,7 +219,8 @@ _T = TypeVar("_T")
 _orphans: set[asyncio.Task[Any]] = set()
 
 
-async def _within(aw: Coroutine[Any, Any, _T], seconds: float) -> _T:
+async def _within(aw: Coroutine[Any, Any, _T], seconds: float,
+                  context: contextvars.Context | None = None) -> _T:
     """Await `aw` in a task of its own for at most `seconds`, then raise TimeoutError.
 
     Not `asyncio.timeout`: that waits for the cancelled coroutine to finish, so a handler
@@ -189,7 +229,7 @@ async def _within(aw: Coroutine[Any, Any, _T], seconds: float) -> _T:
     (A waiter future and a timer, not `asyncio.wait`: half the cost, on every hook call.)
     """
     loop = asyncio.get_running_loop()
-    task = loop.create_task(aw)
+    task = loop.create_task(aw, context=context)
     waiter: asyncio.Future[None] = loop.create_future()
     wake = functools.partial(_wake, waiter)
     task.add_done_callback(wake)
@@ -208,6 +248,42 @@ async def _within(aw: Coroutine[Any, Any, _T], seconds: float) -> _T:
     _orphans.add(task)
     task.add_done_callback(_reap)
     raise TimeoutError
+
+
+async def _resume(coro: Coroutine[Any, Any, _T], waits: Any) -> _T:
+    """Go on with `coro` from its first wait, on `waits`, the object it yielded there."""
+    result: _T = await _Resumed(coro, waits)
+    return result
+
+
+class _Resumed:
+    """Awaiting it drives a coroutine that has already run to its first wait: what the
+    coroutine yields goes to the task awaiting this, what the task sends or throws goes
+    back in (Python 3.12's eager tasks do the same in C)."""
+
+    __slots__ = ("_coro", "_waits")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], waits: Any) -> None:
+        self._coro, self._waits = coro, waits
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, waits = self._coro, self._waits
+        while True:
+            try:
+                sent = yield waits
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    waits = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+                continue
+            try:
+                waits = coro.send(sent)
+            except StopIteration as done:
+                return done.value
 
 
 def _wake(waiter: asyncio.Future[None], _: object) -> None:

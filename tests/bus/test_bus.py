@@ -349,3 +349,59 @@ async def test_before_only_plugins_are_not_called_after_and_vice_versa() -> None
     await bus.drain()
     assert len(observer.events) == 1
     assert len(before_only.seen) == 1
+
+
+# --- where a handler runs -------------------------------------------------------------------
+
+async def test_a_handler_that_never_waits_runs_in_place_and_one_that_waits_goes_on_alone(
+        ) -> None:
+    """Run in place up to its first wait: no task for a plugin that answers at once, a
+    task of its own for the rest of one that waits. Either way it sees a copy of the
+    caller's context, so what it sets there does not leak back."""
+    import contextvars
+
+    mark: contextvars.ContextVar[str] = contextvars.ContextVar("mark", default="caller")
+    tasks: dict[str, tuple[asyncio.Task[Any] | None, asyncio.Task[Any] | None]] = {}
+
+    def where(name: str, waits: bool) -> Answer:
+        async def fn(call: BeforeCall) -> Any:
+            first = asyncio.current_task()
+            assert mark.get() == "caller"
+            mark.set(name)
+            if waits:
+                await asyncio.sleep(0.01)
+            tasks[name] = (first, asyncio.current_task())
+            return Verdict.allow({"nickname": name})
+        return fn
+
+    bus = Bus([Fn("quick", where("quick", False), priority=1),
+               Fn("slow", where("slow", True), priority=2)])
+    out = await run(bus, UPDATE_USER, {"userID": "u", "nickname": "n"})
+    assert out["nickname"] == "slow"
+    me = asyncio.current_task()
+    assert tasks["quick"] == (me, me)
+    first, rest = tasks["slow"]
+    assert first is me and rest is not me and rest is not None
+    assert mark.get() == "caller"
+
+
+async def test_an_after_handler_that_raises_before_waiting_fails_alone() -> None:
+    class Sync(Plugin):
+        name, timeout = "sync", 2.0
+
+        def __init__(self, behaviour: str) -> None:
+            super().__init__(PluginConfig())
+            self._behaviour = behaviour
+            self.events: list[AfterEvent] = []
+
+        async def after(self, event: AfterEvent) -> None:
+            if self._behaviour == "raise":
+                raise RuntimeError("at once")
+            self.events.append(event)
+
+    ok, bad = Sync("record"), Sync("raise")
+    bus = Bus([bad, ok])
+    bus.after([_event(1), _event(2)])
+    assert [e.event_id for e in ok.events] == ["evt1", "evt2"]  # done in place
+    await bus.drain()
+    assert not bus._tasks
