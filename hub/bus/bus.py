@@ -14,7 +14,7 @@ import contextvars
 import functools
 import logging
 import time
-from collections.abc import Coroutine, Generator, Iterable
+from collections.abc import Awaitable, Coroutine, Generator, Iterable
 from typing import Any, TypeVar
 
 from ..errors import HookDenied, HookFailed
@@ -117,7 +117,7 @@ class Bus:
             limit = h.timeout_for(call.hook, call.tenant_id)
             # Not prompt_cancel: run in a copy of the context, as a task of its own would.
             context = None if h.prompt_cancel else contextvars.copy_context()
-            coro = h.before(call)
+            coro = _coroutine(h.before(call))
             verdict: Verdict
             try:
                 waits = coro.send(None) if context is None else context.run(coro.send, None)
@@ -164,7 +164,7 @@ class Bus:
     def _start_after(self, h: Handler, ev: AfterEvent) -> None:
         start = time.perf_counter()
         context = contextvars.copy_context()
-        coro = h.after(ev)
+        coro = _coroutine(h.after(ev))
         try:
             waits = context.run(coro.send, None)
         except StopIteration:
@@ -248,6 +248,15 @@ async def _within(aw: Coroutine[Any, Any, _T], seconds: float,
     _orphans.add(task)
     task.add_done_callback(_reap)
     raise TimeoutError
+
+
+def _coroutine(aw: Awaitable[_T]) -> Coroutine[Any, Any, _T]:
+    """`aw` as a coroutine that can be stepped (a handler may return any awaitable)."""
+    return aw if isinstance(aw, Coroutine) else _await(aw)
+
+
+async def _await(aw: Awaitable[_T]) -> _T:
+    return await aw
 
 
 async def _resume(coro: Coroutine[Any, Any, _T], waits: Any) -> _T:

@@ -405,3 +405,30 @@ async def test_an_after_handler_that_raises_before_waiting_fails_alone() -> None
     assert [e.event_id for e in ok.events] == ["evt1", "evt2"]  # done in place
     await bus.drain()
     assert not bus._tasks
+
+
+async def test_a_handler_may_return_any_awaitable() -> None:
+    """`before` and `after` written as plain functions returning a future still work."""
+    seen: list[str] = []
+
+    class Plain(Plugin):
+        name = "plain"
+
+        def before(self, call: BeforeCall) -> Any:  # type: ignore[override]
+            fut = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_later(0.01, fut.set_result,
+                                                  Verdict.allow({"nickname": "plain"}))
+            return fut
+
+        def after(self, event: AfterEvent) -> Any:  # type: ignore[override]
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_result(None)
+            seen.append(event.event_id)
+            return fut
+
+    bus = Bus([Plain(PluginConfig())])
+    out = await run(bus, UPDATE_USER, {"userID": "u", "nickname": "n"})
+    assert out["nickname"] == "plain"
+    bus.after([_event(7)])
+    await bus.drain()
+    assert seen == ["evt7"]
