@@ -157,13 +157,13 @@ async def test_connections_of_a_node_that_stopped_beating_end_once(tenant: Tenan
 
 
 async def test_a_connection_ends_once_when_two_nodes_race_and_its_own_node_wakes_up(
-        sqlite_tenant: TenantHandle) -> None:
+        tenant: TenantHandle) -> None:
     """Two callers end the same dead node's connections: one event per connection. The
     connection's own node, closing it later, writes no second afterUserOffline."""
     from hub.clock import now_ms
     from hub.db.presence import GatewayNode
 
-    t = sqlite_tenant
+    t = tenant
     (tok,) = await t.users("alice")
     c = await Client.open(t.server.ws_url, "alice", tok, 1)
     try:
