@@ -10,7 +10,9 @@ SQLite answers from its page cache in microseconds, less than the hand-over cost
 COMMIT waits for fsync (synchronous=FULL). It runs in the connection's own
 single-thread executor, so that the loop goes on serving while a batch becomes durable,
 except when the group commit is busy (`hurry`: its batches are large, so writers queue
-up behind each COMMIT) and commits are quick (`_CommitPlace`): then it runs in the loop.
+up behind each COMMIT) and commits are quick (`_CommitPlace`), or when commits take less
+than the hand-over to the thread would (a disk that does not really wait for fsync, a
+database in memory): then it runs in the loop.
 Under load, a COMMIT handed to a thread costs two GIL hand-overs that each wait for the
 busy loop to let go of the GIL (a millisecond or more), more than a fast disk's fsync,
 and the writes queued behind it wait too; with little going on, the hand-overs are
@@ -99,24 +101,32 @@ class _CommitPlace:
     not decide). While they run there, every `probe_every`-th runs in the loop again, and
     one quicker than `quick` brings them back. A commit in the thread cannot be timed on
     its own: the GIL hand-overs are part of its time.
+
+    That is for hurried commits. Any other commit runs in the loop only while the median
+    of the last three or more run there is under `instant` (~the thread hand-over's own
+    cost: then the loop loses less to the COMMIT than to the hand-over); otherwise every
+    `probe_every`-th does, to learn when the disk got that quick.
     """
 
-    __slots__ = ("_in_loop", "_probe_every", "_quick", "_recent", "_since", "_slow")
+    __slots__ = ("_in_loop", "_instant", "_probe_every", "_quick", "_recent", "_since",
+                 "_slow", "_small_ok")
 
-    def __init__(self, *, slow: float = 0.002, quick: float = 0.001, window: int = 9,
-                 probe_every: int = 32) -> None:
+    def __init__(self, *, slow: float = 0.002, quick: float = 0.001, instant: float = 0.0002,
+                 window: int = 9, probe_every: int = 32) -> None:
         self._slow, self._quick, self._probe_every = slow, quick, probe_every
+        self._instant = instant
         self._recent: deque[float] = deque(maxlen=window)
         self._in_loop = True
+        self._small_ok = False
         self._since = 0
 
     @property
     def in_loop(self) -> bool:
         return self._in_loop
 
-    def inline(self) -> bool:
+    def inline(self, hurry: bool = True) -> bool:
         """Whether the next commit runs in the loop (a probe counts)."""
-        if self._in_loop:
+        if self._in_loop and (hurry or self._small_ok):
             return True
         self._since += 1
         return self._since % self._probe_every == 0
@@ -129,9 +139,11 @@ class _CommitPlace:
                 self._recent.clear()
             return
         self._recent.append(seconds)
-        if (len(self._recent) == self._recent.maxlen
-                and statistics.median(self._recent) > self._slow):
+        median = statistics.median(self._recent)
+        self._small_ok = len(self._recent) >= 3 and median < self._instant
+        if len(self._recent) == self._recent.maxlen and median > self._slow:
             self._in_loop = False
+            self._small_ok = False
 
 
 class Connection:
@@ -159,7 +171,7 @@ class Connection:
         if not self._conn.in_transaction:
             return
         hurry, self.hurry = self.hurry, False
-        if hurry and self._place.inline():
+        if self._place.inline(hurry):
             start = time.perf_counter()
             self._conn.commit()
             self._place.took(time.perf_counter() - start)

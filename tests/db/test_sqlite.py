@@ -34,6 +34,19 @@ def test_slow_commits_move_to_the_thread_and_a_quick_probe_brings_them_back() ->
     assert place.in_loop and place.inline()
 
 
+def test_other_commits_run_in_the_loop_only_while_commits_are_instant() -> None:
+    place = _CommitPlace(probe_every=4)
+    # Nothing known yet: in the thread, but every 4th runs in the loop to learn.
+    assert [place.inline(hurry=False) for _ in range(4)] == [False, False, False, True]
+    for _ in range(3):
+        place.took(0.00005)  # no fsync to speak of (tmpfs, or a disk that lies)
+    assert place.inline(hurry=False)
+    for _ in range(6):
+        place.took(0.0008)  # a real fsync, quick enough for hurried commits only
+    assert place.in_loop and place.inline(hurry=True)
+    assert not place.inline(hurry=False)
+
+
 async def test_only_a_hurried_commit_runs_in_the_loop(tmp_path: Path) -> None:
     # A commit run in the loop is timed by its _CommitPlace; one in the thread is not.
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
