@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["nul_path"]
+__all__ = ["NUL_REFUSED", "nul_path"]
+
+# What a refusal says after the string's path.
+NUL_REFUSED = "a string must not contain NUL (\\u0000)"
 
 
 def nul_path(obj: Any, raw: bytes | str | None = None) -> str | None:

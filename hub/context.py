@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .client_json import NUL_REFUSED
 from .errors import BadArgument, NoPermission
 
 # Stored with every event an action writes (the events table's column).
@@ -16,7 +17,7 @@ def check_operation_id(op_id: str) -> str:
     if len(op_id) > MAX_OPERATION_ID:
         raise BadArgument(f"operationID: at most {MAX_OPERATION_ID} characters")
     if "\x00" in op_id:
-        raise BadArgument("operationID: a string must not contain NUL (\\u0000)")
+        raise BadArgument(f"operationID: {NUL_REFUSED}")
     return op_id
 
 

@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute
 from starlette.routing import Route as StarletteRoute
 
 from .. import logs
-from ..client_json import nul_path
+from ..client_json import NUL_REFUSED, nul_path
 from ..context import Ctx, check_operation_id
 from ..core import Hub
 from ..errors import ApiError, BadArgument, NoPermission
@@ -71,7 +71,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise BadArgument("the body must be a JSON object")
     where = nul_path(data, raw)
     if where is not None:
-        raise BadArgument(f"{where}: a string must not contain NUL (\\u0000)")
+        raise BadArgument(f"{where}: {NUL_REFUSED}")
     return data
 
 

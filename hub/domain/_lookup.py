@@ -48,11 +48,15 @@ async def pair_of(reads: Reader, tenant_id: str, a: str, b: str) -> Pair:
     """Both users, or NotFound naming the first missing one; then how a stands with b."""
     [(a_ok, b_ok, blocked, blocks, friend)] = await reads.rows(
         _PAIR, {"t": tenant_id, "a": a, "b": b})
-    if not a_ok:
-        raise NotFound(f"user {a} not found")
-    if not b_ok:
-        raise NotFound(f"user {b} not found")
+    both_exist(a, a_ok, b, b_ok)
     return Pair(bool(blocked), bool(blocks), bool(friend))
+
+
+def both_exist(a: str, a_ok: object, b: str, b_ok: object) -> None:
+    """NotFound naming the first of a and b that a `user_exists` column found missing."""
+    for user, ok in ((a, a_ok), (b, b_ok)):
+        if not ok:
+            raise NotFound(f"user {user} not found")
 
 
 async def users_by_id(session: AsyncSession, tenant_id: str, user_ids: Iterable[str]
@@ -79,10 +83,6 @@ async def require_users(session: AsyncSession, tenant_id: str, user_ids: Iterabl
 async def is_blocked(session: AsyncSession, tenant_id: str, owner: str, other: str) -> bool:
     """Whether `owner` has `other` on their blacklist."""
     return await session.get(Black, (tenant_id, owner, other)) is not None
-
-
-async def is_friend(session: AsyncSession, tenant_id: str, owner: str, other: str) -> bool:
-    return await session.get(Friend, (tenant_id, owner, other)) is not None
 
 
 def public_user(u: User) -> dict[str, object]:

@@ -40,13 +40,12 @@ def revalidate(model: type[BaseModel], data: dict[str, Any]) -> Any:
     """Validate a payload that before hooks changed; a broken change is the client's 1001."""
     from pydantic import ValidationError
 
-    from ..client_json import nul_path
+    from ..client_json import NUL_REFUSED, nul_path
     from ..errors import BadArgument
 
     where = nul_path(data)
     if where is not None:
-        raise BadArgument(f"changed by a hook, then invalid: {where}: a string must not "
-                          "contain NUL (\\u0000)")
+        raise BadArgument(f"changed by a hook, then invalid: {where}: {NUL_REFUSED}")
     try:
         return model.model_validate(data, strict=False)
     except ValidationError as exc:

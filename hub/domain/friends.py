@@ -27,6 +27,7 @@ from ..db.models import Black, Friend, FriendRequest, User
 from ..errors import AlreadyExists, BadArgument, Blocked, NotFound, NotFriends
 from ..tx import Tx
 from ._lookup import (
+    both_exist,
     pair_of,
     public_user,
     require_users,
@@ -156,9 +157,7 @@ async def add_friend_response(hub: Hub, ctx: Ctx, req: FriendResponseReq) -> Non
     t = ctx.tenant_id
     [(from_ok, to_ok, handle_result)] = await hub.reads.rows(_REQUEST, {
         "t": t, "a": req.fromUserID, "b": req.toUserID})
-    for uid, ok in ((req.fromUserID, from_ok), (req.toUserID, to_ok)):
-        if not ok:
-            raise NotFound(f"user {uid} not found")
+    both_exist(req.fromUserID, from_ok, req.toUserID, to_ok)
     if handle_result != 0:  # None: no request at all
         raise NotFound(f"no pending friend request from {req.fromUserID}")
     final = req

@@ -56,7 +56,6 @@ class Notifier:
             by_user.setdefault(uid, []).append(message_to_wire(draft))
         if rows:
             await tx.insert(INSERT_MESSAGE, rows)
-        if by_user:
             signals = self._hub.signals
             tx.on_commit(lambda: signals.messages_stored(tenant_id, by_user))
 

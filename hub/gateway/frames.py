@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from ..client_json import nul_path
+from ..client_json import NUL_REFUSED, nul_path
 from ..context import MAX_OPERATION_ID
 
 
@@ -26,7 +26,6 @@ class ReqID(IntEnum):
     PUSH = 2001
     KICK_ONLINE = 2002
     LOGOUT = 2003
-
 
 
 CLIENT_REQUESTS = frozenset({ReqID.GET_NEWEST_SEQ, ReqID.PULL_MSG_BY_SEQ, ReqID.SEND_MSG,
@@ -81,7 +80,7 @@ def parse(text: str) -> Request:
         raise FrameError("data: must be a JSON object", **echo)
     where = nul_path(obj, text)
     if where is not None:
-        raise FrameError(f"{where}: a string must not contain NUL (\\u0000)", **echo)
+        raise FrameError(f"{where}: {NUL_REFUSED}", **echo)
     if rid not in CLIENT_REQUESTS:
         raise FrameError(f"reqIdentifier: unknown request {rid}", **echo)
     return Request(rid, incr, op or secrets.token_hex(8), data or {})

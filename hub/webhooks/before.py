@@ -101,8 +101,7 @@ class WebhookHandler(Handler):
         return hc.failedContinue if hc is not None else False
 
     async def before(self, call: BeforeCall) -> Verdict:
-        # The bus has just prepared this tenant: its entry is cached unless due for a re-read.
-        entry = self._configs.fresh(call.tenant_id) or await self._configs.get(call.tenant_id)
+        entry = await self._configs.get(call.tenant_id)
         config = entry.config
         hc = config.before(call.hook.name) if config is not None else None
         occurred = now_ms()

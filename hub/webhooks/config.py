@@ -416,13 +416,6 @@ class WebhookConfigs:
         """The cached entry, even if due for a re-read; None if never loaded."""
         return self._cache.get(tenant_id)
 
-    def fresh(self, tenant_id: str) -> TenantWebhooks | None:
-        """The cached entry when it is not due for a re-read (no await); None otherwise."""
-        entry = self._cache.get(tenant_id)
-        if entry is not None and time.monotonic() - entry.loaded_at < self._refresh_after:
-            return entry
-        return None
-
     async def get(self, tenant_id: str) -> TenantWebhooks:
         """The tenant's config; seeded from a file on first use if it has none."""
         entry = self._cache.get(tenant_id)
