@@ -157,7 +157,7 @@ class Cluster:
             finally:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(_CLOSE_SECONDS):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                        await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis 8
 
     def _dispatch(self, raw: bytes) -> None:
         try:

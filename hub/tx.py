@@ -95,18 +95,25 @@ class Batch:
         self.undispatched = any(served.values())
 
 
+class SessionNeeded(Exception):
+    """A write used `Tx.session` in a batch run without one (the committer runs that
+    batch again with a session)."""
+
+
 class Tx:
     """What a domain action writes through. Created and committed by `Hub.tx`."""
 
-    __slots__ = ("_batch", "_post", "_rows", "ctx", "db", "events", "session")
+    __slots__ = ("_batch", "_post", "_rows", "_session", "ctx", "db", "events")
 
-    def __init__(self, session: AsyncSession, ctx: Ctx, db: On | None = None,
+    def __init__(self, session: AsyncSession | None, ctx: Ctx, db: On | None = None,
                  batch: Batch | None = None) -> None:
-        self.session = session
+        self._session = session
         self._batch = batch
         # Where hub/db/fast.py statements run: the batch's driver connection when the
         # committer resolved it (no savepoint in between), else the session.
-        self.db: On = db if db is not None else session
+        found = db if db is not None else session
+        assert found is not None, "a Tx needs a session or a driver connection"
+        self.db: On = found
         self.ctx = ctx
         self.events: list[AfterEvent] = []
         self._rows: list[dict[str, Any]] = []
@@ -131,6 +138,15 @@ class Tx:
         })
         self.events.append(ev)
         return ev
+
+    @property
+    def session(self) -> AsyncSession:
+        """The ORM session of this transaction. A batch of `orm=False` writes on SQLite
+        runs without one (hub/committer.py): asking for it there runs the batch again
+        with a session."""
+        if self._session is None:
+            raise SessionNeeded
+        return self._session
 
     @property
     def undispatched(self) -> bool:

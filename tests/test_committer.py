@@ -253,3 +253,63 @@ async def test_a_deadlocked_write_is_retried(database: Database, make_server: An
     assert seqs == {"a": 2, "b": 2}
     async with srv.hub.read() as s:
         assert (await s.execute(select(func.count()).select_from(User))).scalar_one() == 0
+
+
+async def test_driver_only_writes_commit_without_a_session(server: Server) -> None:
+    # orm=False writes through tx.db alone: on SQLite their batch runs on the driver
+    # connection with no ORM session; a write that asks for tx.session anyway sends its
+    # batch round again with one, and every write still commits once or fails alone.
+    hub = server.hub
+    runs: dict[int, int] = {}
+    without_session: set[int] = set()
+
+    def write(i: int) -> Any:
+        async def fn(tx: Tx) -> int:
+            runs[i] = runs.get(i, 0) + 1
+            if tx._session is None:
+                without_session.add(i)
+            await tx.allocate("c")
+            tx.after(_AFTER, {"userID": f"u{i}"})
+            user = "u-1" if i % 11 == 5 else f"u{i}"  # u-1 exists: a duplicate key
+            await tx.insert(_INSERT_USER, [{
+                "tenant_id": "t1", "user_id": user, "nickname": "", "face_url": "",
+                "ex": "", "create_time": 0}])
+            if i == 250:
+                tx.session  # noqa: B018  # asks for the ORM session
+            if i % 7 == 3:
+                raise Boom(i)
+            return i
+        return fn
+
+    async def first(tx: Tx) -> None:
+        tx.session.add(_user(-1))
+
+    await hub.write(CTX, first)
+    clean = [i for i in range(100) if i % 11 != 5 and i % 7 != 3]
+    assert await asyncio.gather(*(hub.write(CTX, write(i), orm=False)
+                                  for i in clean)) == clean
+    if hub.committer._engine is not None:  # SQLite
+        assert without_session == set(clean)
+    mixed = range(100, 220)
+    outcomes = await asyncio.gather(*(hub.write(CTX, write(i), orm=False) for i in mixed),
+                                    return_exceptions=True)
+    ok = set(clean) | {i for i, o in zip(mixed, outcomes, strict=True) if o == i}
+    for i, o in zip(mixed, outcomes, strict=True):
+        if i % 11 == 5:
+            assert isinstance(o, IntegrityError), o
+        elif i % 7 == 3:
+            assert isinstance(o, Boom)
+    asking = [i for i in range(240, 260) if i % 11 != 5 and i % 7 != 3]
+    assert await asyncio.gather(*(hub.write(CTX, write(i), orm=False)
+                                  for i in asking)) == asking
+    if hub.committer._engine is not None:  # the batch ran again, with a session
+        assert runs[250] == 2 and 250 in without_session
+    ok |= set(asking)
+    assert ok == {i for i in (*range(220), *range(240, 260)) if i % 11 != 5 and i % 7 != 3}
+    assert await _user_ids(server) == {"u-1"} | {f"u{i}" for i in ok}
+    async with hub.read() as s:
+        seq = await s.get(ConversationSeq, ("t1", "c"))
+        events = (await s.execute(select(Event.payload).where(
+            Event.tenant_id == "t1"))).scalars().all()
+    assert seq is not None and seq.max_seq == len(ok)  # no gap from a failure or a rerun
+    assert sorted(int(orjson.loads(p)["userID"][1:]) for p in events) == sorted(ok)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, or_, select, tuple_, union_all
+from sqlalchemy import and_, bindparam, case, func, literal, or_, select, tuple_, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +31,7 @@ from ..clock import now_ms
 from ..context import Ctx
 from ..core import Hub
 from ..db.chat import UserConversation
+from ..db.fast import On, Statement, dialect_name
 from ..db.models import ConversationSeq, GroupMember, Message
 from ..wire_types import single_conversation_id
 from ._lookup import require_users
@@ -80,15 +81,24 @@ def _insert(session: AsyncSession) -> Any:
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
-async def open_single(session: AsyncSession, tenant_id: str, conversation_id: str,
-                      a: str, b: str, now: int) -> None:
+def _open_single(insert: Any) -> Statement:
+    return Statement(insert(UserConversation).values(
+        {c: bindparam(c) for c in ("tenant_id", "owner_user_id", "conversation_id",
+                                   "conversation_type", "user_id", "group_id",
+                                   "has_read_seq", "create_time")}).on_conflict_do_nothing())
+
+
+_OPEN_SINGLE = {"postgresql": _open_single(pg_insert), "sqlite": _open_single(sqlite_insert)}
+
+
+async def open_single(db: On, tenant_id: str, conversation_id: str, a: str, b: str,
+                      now: int) -> None:
     """Record that users a and b are in a single chat (at its first message)."""
     rows = [{"tenant_id": tenant_id, "owner_user_id": owner, "conversation_id": conversation_id,
              "conversation_type": SINGLE, "user_id": peer, "group_id": "",
              "has_read_seq": 0, "create_time": now}
             for owner, peer in dict.fromkeys(((a, b), (b, a)))]
-    await session.execute(_insert(session)(UserConversation).values(rows)
-                          .on_conflict_do_nothing())
+    await _OPEN_SINGLE[dialect_name(db)].many(db, rows)
 
 
 async def mark_read(session: AsyncSession, tenant_id: str, user_id: str, side: Side,

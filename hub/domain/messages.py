@@ -366,7 +366,7 @@ async def send_msg(hub: Hub, ctx: Ctx, req: SendMsgReq, *, origin: Origin | None
         seq = await tx.allocate(msg.conversation_id)
         await tx.insert(INSERT_MESSAGE, [{**row, "seq": seq}])
         if single and seq == 1:
-            await open_single(tx.session, t, msg.conversation_id, msg.send_id, msg.recv_id,
+            await open_single(tx.db, t, msg.conversation_id, msg.send_id, msg.recv_id,
                               msg.send_time)
         stored = {**wire, "seq": seq}
         tx.after(after, {k: stored[k] for k in event_keys})
