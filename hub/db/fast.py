@@ -19,8 +19,9 @@ a Statement runs on a Driver, an AsyncConnection or an AsyncSession alike.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from operator import itemgetter
 from typing import Any, NoReturn
 
 from sqlalchemy.engine import Dialect
@@ -49,37 +50,36 @@ class Driver:
 On = AsyncConnection | AsyncSession | Driver
 
 
+_Compiled = tuple[str, Callable[[Params], Sequence[Any]]]
+
+
 class Statement:
     def __init__(self, stmt: Executable) -> None:
         self._stmt = stmt
-        self._compiled: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
+        self._compiled: dict[str, _Compiled] = {}
 
-    def _sql(self, dialect: Dialect) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    def _sql(self, dialect: Dialect) -> _Compiled:
+        """The SQL text for `dialect`, and what turns a parameter dict into its
+        positional arguments."""
         found = self._compiled.get(dialect.name)
         if found is None:
             compiled = self._stmt.compile(dialect=dialect)  # type: ignore[attr-defined]
             # positiontup: the bind names in the order of the positional parameters.
             # Defaults: the values written into the statement (`min_seq=0`); a bind
             # without one must come with the call (a KeyError otherwise, never a NULL).
-            found = (compiled.string, tuple(compiled.positiontup or ()),
-                     {k: v for k, v in compiled.params.items() if v is not None})
+            names = tuple(compiled.positiontup or ())
+            defaults = {k: v for k, v in compiled.params.items() if v is not None}
+            found = (compiled.string, _args_of(names, defaults))
             self._compiled[dialect.name] = found
         return found
-
-    @staticmethod
-    def _args(names: tuple[str, ...], defaults: dict[str, Any], params: Params) -> list[Any]:
-        # A bind name may repeat (a subquery per check): look each up, defaults last.
-        if not defaults:
-            return [params[n] for n in names]
-        return [params[n] if n in params else defaults[n] for n in names]
 
     async def rows(self, on: On, params: Params) -> list[Sequence[Any]]:
         """Run with `params` (by bind name); return every row."""
         return await self._rows(on if isinstance(on, Driver) else await driver_of(on), params)
 
     async def _rows(self, on: Driver, params: Params) -> list[Sequence[Any]]:
-        sql, names, defaults = self._sql(on.dialect)
-        args = self._args(names, defaults, params)
+        sql, args_of = self._sql(on.dialect)
+        args = args_of(params)
         try:
             if on.sqlite is not None:
                 return on.sqlite.execute(sql, args).fetchall()
@@ -90,8 +90,8 @@ class Statement:
     async def many(self, on: On, params: Sequence[Params]) -> None:
         """Run once per parameter set, returning nothing (executemany)."""
         d = on if isinstance(on, Driver) else await driver_of(on)
-        sql, names, defaults = self._sql(d.dialect)
-        args = [self._args(names, defaults, p) for p in params]
+        sql, args_of = self._sql(d.dialect)
+        args = list(map(args_of, params))
         try:
             if d.sqlite is not None:
                 d.sqlite.executemany(sql, args)
@@ -99,6 +99,20 @@ class Statement:
                 await d.driver.executemany(sql, args)  # asyncpg
         except Exception as exc:
             _reraise(d, sql, args, exc)
+
+
+def _args_of(names: tuple[str, ...], defaults: dict[str, Any]
+             ) -> Callable[[Params], Sequence[Any]]:
+    # A bind name may repeat (a subquery per check): each is looked up. Without defaults,
+    # itemgetter does it in C, three times faster than a comprehension for a message row.
+    if defaults:
+        return lambda p: [p[n] if n in p else defaults[n] for n in names]
+    if len(names) > 1:
+        return itemgetter(*names)
+    if names:
+        name = names[0]
+        return lambda p: (p[name],)
+    return lambda p: ()
 
 
 class Reader:
