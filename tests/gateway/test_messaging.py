@@ -207,3 +207,29 @@ async def test_every_websocket_implementation_sends_pushes_and_replies(
     finally:
         await a.close()
         await b.close()
+
+
+@pytest.mark.parametrize("deflate", [False, True])
+async def test_frames_of_every_length_reach_the_client_whole(
+        deflate: bool, sqlite_database: Database,
+        make_server: Callable[..., Awaitable[Server]],
+        make_tenant: Callable[..., Awaitable[TenantHandle]]) -> None:
+    # Replies and pushes written by the sans-I/O fast path (hub/gateway/protocol.py): a
+    # payload under 126 bytes, under 64 KiB and over it each have their own header, and
+    # with permessage-deflate on they are compressed.
+    srv = await make_server(settings_for(sqlite_database,
+                                         gateway={"per_message_deflate": deflate}))
+    t = await make_tenant(srv)
+    await t.users("alice", "bob")
+    a, b = await _open(t, "alice", 1), await _open(t, "bob", 1)
+    try:
+        texts = ["x", "y" * 40, "z" * 300, "w" * 70_000, "v" * 200_000]
+        for i, text in enumerate(texts, 1):
+            reply = await a.send_text("bob", text)
+            assert reply["errCode"] == 0 and reply["data"]["seq"] == i, reply
+        pushed = await b.pushed_messages(len(texts))
+        assert [orjson.loads(m["content"])["content"] for m in pushed] == texts
+        assert (await b.request(1001, {}))["data"]["maxSeqs"]["si_alice_bob"] == len(texts)
+    finally:
+        await a.close()
+        await b.close()
