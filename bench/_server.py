@@ -40,9 +40,11 @@ class Imhub:
 
 @contextlib.contextmanager
 def run_imhub(
-    config: dict[str, Any] | None = None, *, database_url: str | None = None
+    config: dict[str, Any] | None = None, *, database_url: str | None = None,
+    floor: str | None = None,
 ) -> Iterator[Imhub]:
-    """Serve imhub on a free port with `config` (hub.yml keys) and a new tenant."""
+    """Serve imhub on a free port with `config` (hub.yml keys) and a new tenant; with
+    `floor`, its send cut down to that floor (bench/_floor.py)."""
     with tempfile.TemporaryDirectory(prefix="imhub-bench-") as tmp:
         data = Path(tmp)
         env = dict(os.environ)
@@ -61,8 +63,10 @@ def run_imhub(
         )
         tenant = json.loads(made.stdout)
         port = free_port()
+        serve = [_IMHUB] if floor is None else [
+            sys.executable, str(_BENCH_DIR / "_floor.py"), floor]
         proc = subprocess.Popen(
-            [_IMHUB, "serve", "--config", str(cfg), "--port", str(port)], env=env
+            [*serve, "serve", "--config", str(cfg), "--port", str(port)], env=env
         )
         try:
             _wait_listening("127.0.0.1", port, proc, limit=30.0)

@@ -13,6 +13,9 @@ settings), next to a bare WebSocket echo server's rate measured in the same run.
 - Latency: sends paced at `--paced-rate` messages/s in total; p50 and p99 from send to
   ack, and from send to the receiver's push.
 
+`--floors` also measures imhub with its send cut down to a relay and to a minimal group
+commit (bench/_floor.py), in the same run: how far the real send is from each.
+
 The servers run in subprocesses (`imhub serve` on a temporary SQLite file with a tenant
 from `imhub tenant create --json`), so client and server do not share an event loop.
 """
@@ -223,6 +226,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--paced-rate", type=float, default=1000.0)
     ap.add_argument("--paced-seconds", type=float, default=5.0)
+    ap.add_argument("--floors", action="store_true",
+                    help="also measure the relay and minimal-store floors (bench/_floor.py)")
     ap.add_argument("--without-delivery", action="store_true",
                     help="turn the webhook delivery workers off, to see their share")
     args = ap.parse_args()
@@ -233,12 +238,19 @@ def main() -> None:
         echo = asyncio.run(_measure_echo(port, args))
     with run_imhub(config) as hub:
         out = asyncio.run(_measure_imhub(hub, args))
+    floors = {}
+    for floor in ("relay", "store") if args.floors else ():
+        with run_imhub(config, floor=floor) as hub:
+            floors[floor] = asyncio.run(_measure_imhub(hub, args))["rate"]
     rate = out["rate"]
     print(f"pairs={args.pairs} window={args.window} seconds={args.seconds}"
           f"{' (webhook delivery off)' if args.without_delivery else ''}")
     print(f"imhub chat:       {rate:8.0f} messages/s (stored, seq'd, afterSendSingleMsg)")
     print(f"bare WS echo:     {echo:8.0f} frames/s (baseline, same client)")
     print(f"ratio:            {rate / echo:8.1%} of the echo rate")
+    for floor, floor_rate in floors.items():
+        print(f"floor {floor + ':':10s} {floor_rate:8.0f} messages/s, {floor_rate / echo:6.1%} of "
+              f"the echo rate; imhub reaches {rate / floor_rate:.0%} of it")
     print(f"paced at {args.paced_rate:.0f}/s for {args.paced_seconds:.0f} s:")
     print(f"  send -> ack:    p50 {_ms(out['acks'], 50):6.1f} ms   "
           f"p99 {_ms(out['acks'], 99):6.1f} ms   ({len(out['acks'])} acks)")
