@@ -121,9 +121,9 @@ class Hub:
 
         Actions go through here, never through a session of their own, so that the
         transaction strategy (one per action, or a group commit) lives in one place.
-        Concurrent writes share one transaction (hub/committer.py), each in its own
-        savepoint: `fn` must write only through `tx` and may run more than once.
-        `orm=False` promises that `fn` leaves the ORM alone (cheaper savepoint on SQLite);
+        Concurrent writes share one transaction (hub/committer.py): `fn` must write only
+        through `tx` and may run more than once. `orm=False` promises that `fn` leaves
+        the ORM alone (on SQLite its batch then runs without an ORM session);
         `changes_checks=False` that it changes no user, relation or group, so what sends
         check stays cached (hub/checks.py).
         """
