@@ -77,6 +77,27 @@ def side_of(conversation_id: str, user_id: str) -> Side | None:
     return None
 
 
+# Another pair's rows for a single chat's ID (see `owned_by_others`).
+_OTHERS = Statement(select(literal(1)).where(
+    UserConversation.tenant_id == bindparam("t"),
+    UserConversation.conversation_id == bindparam("c"),
+    UserConversation.owner_user_id != bindparam("a"),
+    UserConversation.owner_user_id != bindparam("b")).limit(1))
+
+
+async def owned_by_others(db: On, tenant_id: str, conversation_id: str, a: str, b: str
+                          ) -> bool:
+    """Whether the single chat `conversation_id`, taken as a and b's, belongs to another
+    pair of users. `si_A_B` joins two IDs with '_', so IDs that contain '_' can make
+    the same ID for two pairs (a_b with c, and a with b_c: `si_a_b_c`); the pair whose
+    message opened it first (`open_single`) keeps it. IDs without '_' never collide,
+    and are not looked up."""
+    if "_" not in a and "_" not in b:
+        return False
+    return bool(await _OTHERS.rows(db, {"t": tenant_id, "c": conversation_id, "a": a,
+                                        "b": b}))
+
+
 def _insert(session: AsyncSession) -> Any:
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 

@@ -83,6 +83,7 @@ from .conversations import (
     Side,
     mark_read,
     open_single,
+    owned_by_others,
     require_user,
     seqs_of,
     side_of,
@@ -368,6 +369,12 @@ async def send_msg(hub: Hub, ctx: Ctx, req: SendMsgReq, *, origin: Origin | None
         if single and seq == 1:
             await open_single(tx.db, t, msg.conversation_id, msg.send_id, msg.recv_id,
                               msg.send_time)
+        elif single and await owned_by_others(tx.db, t, msg.conversation_id, msg.send_id,
+                                              msg.recv_id):
+            # After the allocation, which holds the counter's row lock on PostgreSQL: a
+            # pair that opened it concurrently has committed by then.
+            raise BadArgument(f"{msg.conversation_id} is the conversation of two other "
+                              f"users (user IDs with '_' make single chat IDs ambiguous)")
         stored = {**wire, "seq": seq}
         tx.after(after, {k: stored[k] for k in event_keys})
         offline = (hub.pusher.offline_event(t, stored, target.recipients) if offline_here
@@ -428,7 +435,9 @@ async def pull_msg_by_seq(hub: Hub, ctx: Ctx, req: PullReq) -> dict[str, Any]:
             side.group_id for side in sides.values() if side and side.kind == GROUP])
         for r in req.seqRanges:
             side = sides[r.conversationID]
-            if side is None or (side.kind == GROUP and side.group_id not in groups):
+            if side is None or (side.kind == GROUP and side.group_id not in groups) or (
+                    side.kind == SINGLE and await owned_by_others(
+                        s, t, r.conversationID, user, side.peer)):
                 continue
             low = max(r.begin, r.end - r.num + 1, 1)
             rows = (await s.execute(select(Message).where(
@@ -449,6 +458,8 @@ async def _require_side(s: AsyncSession, ctx: Ctx, conversation_id: str, user_id
         raise NotFound(f"conversation {conversation_id} not found")
     await require_user(ctx, s, user_id)
     if side.kind == SINGLE:
+        if await owned_by_others(s, ctx.tenant_id, conversation_id, user_id, side.peer):
+            raise NotFound(f"conversation {conversation_id} not found")
         return side, list(dict.fromkeys((user_id, side.peer)))
     if side.kind != GROUP:
         return side, [user_id]

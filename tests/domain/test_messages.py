@@ -403,6 +403,32 @@ async def test_pull_answers_only_the_users_own_conversations(tenant: TenantHandl
         {"conversationID": "sg_g1", "begin": 5, "end": 1}]}, bob) == 1001
 
 
+async def test_user_ids_with_underscores_never_share_a_conversation(
+        tenant: TenantHandle) -> None:
+    # a_b with c, and a with b_c, both make si_a_b_c: the pair that opened it keeps it;
+    # the other can neither write into it nor read, revoke or mark it.
+    srv = tenant.server
+    a_b, c, a, b_c = await tenant.users("a_b", "c", "a", "b_c")
+    ack = await srv.ok("/msg/send_msg", single("a_b", "c", "secret"), a_b)
+    assert ack["seq"] == 1
+    assert await code(srv, "/msg/send_msg", single("a", "b_c", "hello"), a) == 1001
+    assert await code(srv, "/msg/send_msg", single("b_c", "a", "hello"), tenant.admin) == 1001
+    assert [m.content for m in await stored(tenant, "si_a_b_c")] == [text("secret")]
+    ranges = [{"conversationID": "si_a_b_c", "begin": 1, "end": 5, "num": 5}]
+    for user, token in (("a", a), ("b_c", b_c)):
+        got = await srv.ok("/msg/pull_msg_by_seq", {"userID": user, "seqRanges": ranges},
+                           token)
+        assert got["msgs"] == {}, user
+        assert await code(srv, "/msg/revoke_msg", {"userID": user, "conversationID":
+                                                   "si_a_b_c", "seq": 1}, token) == 1004
+        assert await code(srv, "/msg/mark_msgs_as_read", {
+            "ownerUserID": user, "conversationID": "si_a_b_c", "seqs": [1]}, token) == 1004
+    got = await srv.ok("/msg/pull_msg_by_seq", {"userID": "c", "seqRanges": ranges}, c)
+    assert [m["content"] for m in got["msgs"]["si_a_b_c"]] == [text("secret")]
+    ack = await srv.ok("/msg/send_msg", single("c", "a_b", "more"), c)
+    assert ack["seq"] == 2  # no seq was spent on the refused sends
+
+
 # --- revoke ----------------------------------------------------------------------------
 
 async def test_revoke(tenant: TenantHandle) -> None:
