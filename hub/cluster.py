@@ -8,6 +8,9 @@
   connection's ID, which starts with its node's ID. Setting or clearing an entry and
   announcing it on the channel happen in one script, so every node sees the changes in
   the order Redis applied them.
+- Webhook pacing: string `{prefix}pace:{endpointID}`, the next free send slot (Redis
+  clock, microseconds) of an endpoint with a rateLimit, so that the nodes together keep
+  to it (`reserve_slot`).
 - Liveness: sorted set `{prefix}nodes`, node ID -> last heartbeat (unix ms). A node
   renews its score and the expiry of its users' hashes every third of
   `gateway.node_ttl_seconds`; entries of a node whose heartbeat is older than that are
@@ -44,6 +47,18 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 """
 
+# Reserve the next send slot of KEYS[1], ARGV[1] microseconds after the last one; answer
+# how many microseconds from now it is. Redis's clock, so that nodes' clocks never skew it.
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+local after = slot + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%d', after), 'PX',
+           math.floor((after - now) / 1000) + 1000)
+return slot - now
+"""
+
 
 def new_node_id() -> str:
     return secrets.token_hex(NODE_ID_LEN // 2)
@@ -72,6 +87,7 @@ class Cluster:
         self._ttl_ms = int(node_ttl * 1000)
         self._set = self._redis.register_script(_SET)
         self._clear = self._redis.register_script(_CLEAR)
+        self._reserve = self._redis.register_script(_RESERVE)
         self._handlers: dict[str, Handler] = {}
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -106,6 +122,14 @@ class Cluster:
         with contextlib.suppress(RedisError, OSError):
             await self._redis.zrem(self._nodes, self.node_id)  # the others know at once
         await self._redis.aclose()
+
+    async def reserve_slot(self, key: str, interval: float) -> float:
+        """Reserve the next slot of `key`, `interval` seconds after the one before it on
+        any node; return the seconds to wait for it. Raises RedisError or OSError when
+        Redis cannot answer."""
+        wait = await self._reserve(keys=[f"{self.prefix}pace:{key}"],
+                                   args=[max(1, round(interval * 1_000_000))])
+        return max(0, int(wait)) / 1_000_000
 
     async def ping(self) -> bool:
         try:

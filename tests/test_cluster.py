@@ -219,3 +219,30 @@ async def test_a_lost_subscription_reloads_presence(nodes: Nodes, redis: tuple[R
             killed += await client.client_kill_filter(_id=c["id"])
     assert killed == 1
     await _status_is(ta, {"alice": [7]})
+
+
+async def test_an_endpoints_rate_limit_holds_across_nodes(
+        pg: Database, redis: tuple[Redis, str], make_server: Callable[..., Awaitable[Server]],
+        make_tenant: Callable[..., Awaitable[TenantHandle]]) -> None:
+    # Both nodes deliver (each the events it dispatched); the endpoint's 10/s is for the
+    # two together, its schedule kept in Redis.
+    from tests.webhooks.receiver import serve_receiver
+
+    settings = settings_for(pg, redis_url=REDIS_URL, redis_prefix=redis[1], webhooks={
+        "allowNetworks": ["127.0.0.0/8"],
+        "delivery": {"timeout": 2, "pollSeconds": 0.1, "leaseSeconds": 10}})
+    a, b = await make_server(settings), await make_server(settings)
+    ta = await make_tenant(a)
+    tb = TenantHandle(b, ta.tenant_id, ta.admin)
+    async with serve_receiver() as receiver:
+        await ta.server.ok("/webhook/endpoint/add", {"url": receiver.url, "rateLimit": 10},
+                           ta.admin)
+        users = [f"u{i}" for i in range(24)]
+        await asyncio.gather(*(t.server.ok("/user/user_register", {"users": [
+            {"userID": u}]}, t.admin) for t, u in zip((ta, tb) * 12, users, strict=True)))
+        await receiver.wait_for(lambda r: len(r.ok()) == 24, what="24 paced deliveries")
+        at = sorted(h.at for h in receiver.ok())
+        # 10 a second between them: any eleven arrivals span a second (less a margin for
+        # the network); paced by each node alone they would span about half that.
+        assert min(at[i + 10] - at[i] for i in range(len(at) - 10)) >= 0.8, at
+    assert [k async for k in redis[0].scan_iter(match=redis[1] + "pace:*")]

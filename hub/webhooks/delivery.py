@@ -8,7 +8,8 @@ One engine runs per process (in `imhub serve`, or alone in `imhub worker`):
   workers never take the same row; a dead worker's lease runs out and the row comes
   back). Fresh deliveries are inserted already leased by the dispatcher that made them,
   which saves a claim round trip on the hot path;
-- lanes, one per endpoint, send with the endpoint's maxConcurrency and rateLimit;
+- lanes, one per endpoint, send with the endpoint's maxConcurrency and rateLimit (the
+  rateLimit shared by all nodes through Redis when there is one);
 - the recorder writes attempts, delivery states and endpoint counters in batches: every
   result that arrives while a batch commits joins the next one (group commit).
 
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from redis.exceptions import RedisError
 from sqlalchemy import Table, bindparam, func, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -72,6 +74,8 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 # Runs a function of a Core connection in a write transaction (Hub.run_in_transaction).
 Transactions = Callable[[Callable[[AsyncConnection], Awaitable[Any]]], Awaitable[Any]]
+# (endpointID, seconds between sends) -> seconds to wait for the reserved slot.
+SharedPace = Callable[[str, float], Awaitable[float]]
 
 log = logging.getLogger("imhub.delivery")
 
@@ -144,8 +148,8 @@ class _Outcome:
 class _Lane:
     """An endpoint's queue of jobs and its concurrency and rate state."""
 
-    __slots__ = ("done", "held", "info", "next_slot", "queue", "rate", "since", "urls",
-                 "workers")
+    __slots__ = ("done", "held", "info", "next_slot", "pacing_alone", "queue", "rate",
+                 "since", "urls", "workers")
 
     def __init__(self, info: EndpointInfo) -> None:
         self.info = info
@@ -153,6 +157,7 @@ class _Lane:
         self.workers = 0
         self.held = 0  # jobs queued, in flight, or waiting to be recorded
         self.next_slot = 0.0
+        self.pacing_alone = False  # Redis could not pace it: this process does
         self.urls: dict[str, str] = {}
         # Attempts finished per second (smoothed): how much work this lane may hold.
         self.rate = 0.0
@@ -231,8 +236,11 @@ class DeliveryEngine:
                  read_engine: AsyncEngine | None = None,
                  allow_networks: Iterable[str] = (), configs: ConfigSource | None = None,
                  release_leases_on_start: bool | None = None,
-                 transactions: Transactions | None = None) -> None:
+                 transactions: Transactions | None = None,
+                 shared_pace: SharedPace | None = None) -> None:
         self._db = engine
+        # Reserves an endpoint's next slot across nodes (hub/cluster.py), when clustered.
+        self._shared_pace = shared_pace
         # The hub's group commit, when this engine shares SQLite's one writer with it.
         self._transactions = transactions
         # Reads that need no transaction (SQLite: beside the writer, not after it).
@@ -286,7 +294,8 @@ class DeliveryEngine:
         return cls(hub.engine, hub.settings.webhooks.delivery,
                    read_engine=getattr(hub, "read_engine", None),
                    allow_networks=hub.settings.webhooks.allow_networks,
-                   configs=getattr(hub, "webhook_configs", None), transactions=shared)
+                   configs=getattr(hub, "webhook_configs", None), transactions=shared,
+                   shared_pace=hub.cluster.reserve_slot if hub.cluster is not None else None)
 
     async def _in_transaction(self, fn: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
         """Run `fn` in a write transaction (the hub's group commit, when shared); it may
@@ -616,10 +625,27 @@ class DeliveryEngine:
                         self._staff(other)
 
     async def _pace(self, lane: _Lane) -> None:
+        """Wait for this lane's next slot under its endpoint's rateLimit: shared by every
+        node through Redis when there is one, else this process's own."""
+        interval = 1.0 / lane.info.rate_limit
+        if self._shared_pace is not None:
+            try:
+                wait = await self._shared_pace(lane.info.endpoint_id, interval)
+            except (RedisError, OSError) as exc:
+                if not lane.pacing_alone:
+                    log.warning("endpoint %s: Redis cannot pace its rateLimit (%r); "
+                                "this node paces it alone meanwhile",
+                                lane.info.endpoint_id, exc)
+                lane.pacing_alone = True
+            else:
+                lane.pacing_alone = False
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                return
         loop = asyncio.get_running_loop()
         now = loop.time()
         slot = max(now, lane.next_slot)
-        lane.next_slot = slot + 1.0 / lane.info.rate_limit
+        lane.next_slot = slot + interval
         if slot > now:
             await asyncio.sleep(slot - now)
 
