@@ -31,6 +31,14 @@ def _user(i: int) -> User:
                 create_time=0)
 
 
+async def _add_user_minus_one(hub: Any) -> None:
+    """User u-1, whom the tests' failing writes insert again (a duplicate key)."""
+    async def first(tx: Tx) -> None:
+        tx.session.add(_user(-1))
+
+    await hub.write(CTX, first)
+
+
 async def _user_ids(srv: Server) -> set[str]:
     async with srv.hub.read() as s:
         return set((await s.execute(select(User.user_id).where(User.tenant_id == "t1")))
@@ -54,10 +62,7 @@ async def test_failing_writes_roll_back_alone(server: Server) -> None:
             return i
         return fn
 
-    async def first(tx: Tx) -> None:
-        tx.session.add(_user(-1))
-
-    await hub.write(CTX, first)
+    await _add_user_minus_one(hub)
     outcomes = await asyncio.gather(*(hub.write(CTX, write(i)) for i in range(200)),
                                     return_exceptions=True)
     failed = {i for i, o in enumerate(outcomes) if isinstance(o, Exception)}
@@ -99,10 +104,7 @@ async def test_core_only_writes_roll_back_alone(server: Server) -> None:
             return i
         return fn
 
-    async def first(tx: Tx) -> None:
-        tx.session.add(_user(-1))
-
-    await hub.write(CTX, first)
+    await _add_user_minus_one(hub)
     outcomes = await asyncio.gather(*(hub.write(CTX, write(i), orm=False)
                                       for i in range(150)), return_exceptions=True)
     ok = {i for i, o in enumerate(outcomes) if o == i}
@@ -145,10 +147,7 @@ async def test_a_batchs_seqs_and_rows_are_written_at_its_end(
             return conv, seq
         return fn
 
-    async def first(tx: Tx) -> None:
-        tx.session.add(_user(-1))
-
-    await hub.write(CTX, first)
+    await _add_user_minus_one(hub)
     tasks = []
     for i in range(120):
         tasks.append(asyncio.create_task(hub.write(CTX, write(i), orm=False)))
@@ -281,10 +280,7 @@ async def test_driver_only_writes_commit_without_a_session(server: Server) -> No
             return i
         return fn
 
-    async def first(tx: Tx) -> None:
-        tx.session.add(_user(-1))
-
-    await hub.write(CTX, first)
+    await _add_user_minus_one(hub)
     clean = [i for i in range(100) if i % 11 != 5 and i % 7 != 3]
     assert await asyncio.gather(*(hub.write(CTX, write(i), orm=False)
                                   for i in clean)) == clean
