@@ -118,7 +118,8 @@ class Cluster:
             task.cancel()
         # Bounded: a task closing a connection that Redis dropped must not hold the
         # node's shutdown (nor a test's teardown) forever.
-        await asyncio.wait(self._tasks, timeout=_CLOSE_SECONDS)
+        if self._tasks:  # none when it never started (a node whose start-up failed)
+            await asyncio.wait(self._tasks, timeout=_CLOSE_SECONDS)
         with contextlib.suppress(RedisError, OSError):
             await self._redis.zrem(self._nodes, self.node_id)  # the others know at once
         await self._redis.aclose()

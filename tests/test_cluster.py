@@ -11,6 +11,11 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from hub.cluster import Cluster
+from hub.db.engine import create_engine
+from hub.settings import DeliverySettings
+from hub.webhooks.delivery import DeliveryEngine, _Lane
+from hub.webhooks.endpoints import EndpointInfo
 from tests.conftest import (
     REDIS_URL,
     Database,
@@ -20,6 +25,7 @@ from tests.conftest import (
     settings_for,
 )
 from tests.gateway._client import Client
+from tests.webhooks.receiver import serve_receiver
 
 TTL = 1.0  # gateway.node_ttl_seconds: a dead node's users go offline within it
 
@@ -226,7 +232,6 @@ async def test_an_endpoints_rate_limit_holds_across_nodes(
         make_tenant: Callable[..., Awaitable[TenantHandle]]) -> None:
     # Both nodes deliver (each the events it dispatched); the endpoint's 10/s is for the
     # two together, its schedule kept in Redis.
-    from tests.webhooks.receiver import serve_receiver
 
     settings = settings_for(pg, redis_url=REDIS_URL, redis_prefix=redis[1], webhooks={
         "allowNetworks": ["127.0.0.0/8"],
@@ -246,3 +251,24 @@ async def test_an_endpoints_rate_limit_holds_across_nodes(
         # the network); paced by each node alone they would span about half that.
         assert min(at[i + 10] - at[i] for i in range(len(at) - 10)) >= 0.8, at
     assert [k async for k in redis[0].scan_iter(match=redis[1] + "pace:*")]
+
+
+async def test_without_redis_a_node_paces_an_endpoint_alone(sqlite_database: Database) -> None:
+    # Redis refuses connections (nothing listens on that port): the lane is paced by
+    # this process, at the endpoint's rate, and delivery goes on.
+    cluster = Cluster("redis://127.0.0.1:9", prefix="imhub-test-dead:", node_ttl=1.0)
+    engine = create_engine(sqlite_database.url)
+    delivery = DeliveryEngine(engine, DeliverySettings(), shared_pace=cluster.reserve_slot)
+    lane = _Lane(EndpointInfo(
+        tenant_id="t", endpoint_id="ep", url="http://127.0.0.1:9", events=None,
+        ordering="none", rate_limit=20, max_concurrency=0, secret="s", previous_secret="",
+        previous_secret_until=0, disabled=False))
+    try:
+        start = time.monotonic()
+        for _ in range(5):
+            await delivery._pace(lane)
+        assert lane.pacing_alone
+        assert time.monotonic() - start >= 4 / 20 - 0.01  # five slots, 50 ms apart
+    finally:
+        await engine.dispose()
+        await cluster.close()
