@@ -197,10 +197,13 @@ async def get_all_conversations(hub: Hub, ctx: Ctx, req: ConversationsReq
     for cid, (max_seq, _) in seqs.items():
         side = side_of(cid, owner)
         assert side is not None
+        # A single chat's peer as its first message recorded it: with '_' in user IDs
+        # the ID alone can read two ways.
+        peer = mine[cid].user_id if side.kind == SINGLE and cid in mine else side.peer
         msg = latest.get(cid)
         out.append({
             "conversationID": cid, "conversationType": side.kind, "ownerUserID": owner,
-            "userID": side.peer, "groupID": side.group_id, "maxSeq": max_seq,
+            "userID": peer, "groupID": side.group_id, "maxSeq": max_seq,
             "hasReadSeq": read[cid], "unreadCount": unread.get(cid, 0), "latestMsg": msg,
             "latestMsgSendTime": msg["sendTime"] if msg else 0,
         })

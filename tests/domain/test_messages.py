@@ -427,6 +427,12 @@ async def test_user_ids_with_underscores_never_share_a_conversation(
     assert [m["content"] for m in got["msgs"]["si_a_b_c"]] == [text("secret")]
     ack = await srv.ok("/msg/send_msg", single("c", "a_b", "more"), c)
     assert ack["seq"] == 2  # no seq was spent on the refused sends
+    convs = (await srv.ok("/conversation/get_all_conversations", {"ownerUserID": "c"},
+                          c))["conversations"]
+    assert [(x["conversationID"], x["userID"]) for x in convs] == [("si_a_b_c", "a_b")]
+    convs = (await srv.ok("/conversation/get_all_conversations", {"ownerUserID": "a"},
+                          a))["conversations"]
+    assert convs == []
 
 
 # --- revoke ----------------------------------------------------------------------------
