@@ -11,6 +11,10 @@
 - Webhook pacing: string `{prefix}pace:{endpointID}`, the next free send slot (Redis
   clock, microseconds) of an endpoint with a rateLimit, so that the nodes together keep
   to it (`reserve_slot`).
+- Webhook concurrency: sorted set `{prefix}inflight:{endpointID}`, the attempts in
+  flight to an endpoint with a maxConcurrency (token -> when its claim lapses, Redis
+  clock, ms), so that the nodes together keep to it (`acquire_slot`, `release_slot`);
+  a crashed node's claims lapse after the attempt timeout.
 - Liveness: sorted set `{prefix}nodes`, node ID -> last heartbeat (unix ms). A node
   renews its score and the expiry of its users' hashes every third of
   `gateway.node_ttl_seconds`; entries of a node whose heartbeat is older than that are
@@ -59,6 +63,17 @@ redis.call('SET', KEYS[1], string.format('%d', after), 'PX',
 return slot - now
 """
 
+# Claim one of ARGV[1] places of KEYS[1] for token ARGV[3], for ARGV[2] ms; 1 if taken.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
 
 def new_node_id() -> str:
     return secrets.token_hex(NODE_ID_LEN // 2)
@@ -88,6 +103,7 @@ class Cluster:
         self._set = self._redis.register_script(_SET)
         self._clear = self._redis.register_script(_CLEAR)
         self._reserve = self._redis.register_script(_RESERVE)
+        self._acquire = self._redis.register_script(_ACQUIRE)
         self._handlers: dict[str, Handler] = {}
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -131,6 +147,15 @@ class Cluster:
         wait = await self._reserve(keys=[f"{self.prefix}pace:{key}"],
                                    args=[max(1, round(interval * 1_000_000))])
         return max(0, int(wait)) / 1_000_000
+
+    async def acquire_slot(self, key: str, limit: int, hold: float, token: str) -> bool:
+        """Claim one of `limit` places of `key` across nodes for `hold` seconds at most;
+        False when all are taken. Raises RedisError or OSError when Redis cannot answer."""
+        return bool(await self._acquire(keys=[f"{self.prefix}inflight:{key}"],
+                                        args=[limit, max(1, round(hold * 1000)), token]))
+
+    async def release_slot(self, key: str, token: str) -> None:
+        await self._redis.zrem(f"{self.prefix}inflight:{key}", token)
 
     async def ping(self) -> bool:
         try:

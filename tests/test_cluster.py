@@ -6,6 +6,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import orjson
 import pytest
@@ -258,7 +259,7 @@ async def test_without_redis_a_node_paces_an_endpoint_alone(sqlite_database: Dat
     # this process, at the endpoint's rate, and delivery goes on.
     cluster = Cluster("redis://127.0.0.1:9", prefix="imhub-test-dead:", node_ttl=1.0)
     engine = create_engine(sqlite_database.url)
-    delivery = DeliveryEngine(engine, DeliverySettings(), shared_pace=cluster.reserve_slot)
+    delivery = DeliveryEngine(engine, DeliverySettings(), shared=cluster)
     lane = _Lane(EndpointInfo(
         tenant_id="t", endpoint_id="ep", url="http://127.0.0.1:9", events=None,
         ordering="none", rate_limit=20, max_concurrency=0, secret="s", previous_secret="",
@@ -267,8 +268,40 @@ async def test_without_redis_a_node_paces_an_endpoint_alone(sqlite_database: Dat
         start = time.monotonic()
         for _ in range(5):
             await delivery._pace(lane)
-        assert lane.pacing_alone
+        assert lane.alone
         assert time.monotonic() - start >= 4 / 20 - 0.01  # five slots, 50 ms apart
     finally:
         await engine.dispose()
         await cluster.close()
+
+
+async def test_an_endpoints_max_concurrency_holds_across_nodes(
+        pg: Database, redis: tuple[Redis, str], make_server: Callable[..., Awaitable[Server]],
+        make_tenant: Callable[..., Awaitable[TenantHandle]]) -> None:
+    settings = settings_for(pg, redis_url=REDIS_URL, redis_prefix=redis[1], webhooks={
+        "allowNetworks": ["127.0.0.0/8"],
+        # Two in flight and eight held per node: twelve events keep both nodes busy.
+        "delivery": {"timeout": 2, "pollSeconds": 0.1, "leaseSeconds": 10,
+                     "maxInFlight": 2}})
+    a, b = await make_server(settings), await make_server(settings)
+    ta = await make_tenant(a)
+    tb = TenantHandle(b, ta.tenant_id, ta.admin)
+    active = peak = 0
+
+    async def slow(hit: Any) -> None:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.2)
+        active -= 1
+
+    async with serve_receiver() as receiver:
+        receiver.answer = slow
+        await ta.server.ok("/webhook/endpoint/add", {"url": receiver.url,
+                                                     "maxConcurrency": 2}, ta.admin)
+        users = [f"u{i}" for i in range(12)]
+        await asyncio.gather(*(t.server.ok("/user/user_register", {"users": [
+            {"userID": u}]}, t.admin) for t, u in zip((ta, tb) * 6, users, strict=True)))
+        await receiver.wait_for(lambda r: len(r.ok()) == 12, what="12 slow deliveries")
+    # Each node alone would allow two at once: four in all.
+    assert peak == 2

@@ -8,8 +8,8 @@ One engine runs per process (in `imhub serve`, or alone in `imhub worker`):
   workers never take the same row; a dead worker's lease runs out and the row comes
   back). Fresh deliveries are inserted already leased by the dispatcher that made them,
   which saves a claim round trip on the hot path;
-- lanes, one per endpoint, send with the endpoint's maxConcurrency and rateLimit (the
-  rateLimit shared by all nodes through Redis when there is one);
+- lanes, one per endpoint, send with the endpoint's maxConcurrency and rateLimit (kept
+  by all nodes together through Redis when there is one);
 - the recorder writes attempts, delivery states and endpoint counters in batches: every
   result that arrives while a batch commits joins the next one (group commit).
 
@@ -34,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -74,8 +74,21 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 # Runs a function of a Core connection in a write transaction (Hub.run_in_transaction).
 Transactions = Callable[[Callable[[AsyncConnection], Awaitable[Any]]], Awaitable[Any]]
-# (endpointID, seconds between sends) -> seconds to wait for the reserved slot.
-SharedPace = Callable[[str, float], Awaitable[float]]
+
+
+class SharedLimits(Protocol):
+    """An endpoint's rateLimit and maxConcurrency kept by all nodes together
+    (hub/cluster.py's Cluster). Each raises RedisError or OSError when it cannot."""
+
+    async def reserve_slot(self, key: str, interval: float) -> float: ...
+
+    async def acquire_slot(self, key: str, limit: int, hold: float, token: str) -> bool: ...
+
+    async def release_slot(self, key: str, token: str) -> None: ...
+
+
+# How long a node waits before asking again for a place under a full maxConcurrency.
+_FULL_WAIT = (0.01, 0.04)
 
 log = logging.getLogger("imhub.delivery")
 
@@ -148,8 +161,8 @@ class _Outcome:
 class _Lane:
     """An endpoint's queue of jobs and its concurrency and rate state."""
 
-    __slots__ = ("done", "held", "info", "next_slot", "pacing_alone", "queue", "rate",
-                 "since", "urls", "workers")
+    __slots__ = ("alone", "done", "held", "info", "next_slot", "queue", "rate", "since",
+                 "urls", "workers")
 
     def __init__(self, info: EndpointInfo) -> None:
         self.info = info
@@ -157,7 +170,7 @@ class _Lane:
         self.workers = 0
         self.held = 0  # jobs queued, in flight, or waiting to be recorded
         self.next_slot = 0.0
-        self.pacing_alone = False  # Redis could not pace it: this process does
+        self.alone = False  # Redis could not keep its limits: this process does
         self.urls: dict[str, str] = {}
         # Attempts finished per second (smoothed): how much work this lane may hold.
         self.rate = 0.0
@@ -237,10 +250,10 @@ class DeliveryEngine:
                  allow_networks: Iterable[str] = (), configs: ConfigSource | None = None,
                  release_leases_on_start: bool | None = None,
                  transactions: Transactions | None = None,
-                 shared_pace: SharedPace | None = None) -> None:
+                 shared: SharedLimits | None = None) -> None:
         self._db = engine
-        # Reserves an endpoint's next slot across nodes (hub/cluster.py), when clustered.
-        self._shared_pace = shared_pace
+        # Endpoints' rateLimit and maxConcurrency across nodes, when clustered.
+        self._shared = shared
         # The hub's group commit, when this engine shares SQLite's one writer with it.
         self._transactions = transactions
         # Reads that need no transaction (SQLite: beside the writer, not after it).
@@ -295,7 +308,7 @@ class DeliveryEngine:
                    read_engine=getattr(hub, "read_engine", None),
                    allow_networks=hub.settings.webhooks.allow_networks,
                    configs=getattr(hub, "webhook_configs", None), transactions=shared,
-                   shared_pace=hub.cluster.reserve_slot if hub.cluster is not None else None)
+                   shared=hub.cluster)
 
     async def _in_transaction(self, fn: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
         """Run `fn` in a write transaction (the hub's group commit, when shared); it may
@@ -613,7 +626,19 @@ class DeliveryEngine:
                     continue
                 if lane.info.rate_limit:
                     await self._pace(lane)
-                await self._attempt(lane, job)
+                token = await self._claim_place(lane)
+                if token is None or job.lease_until - now_ms() < self._min_lease_left:
+                    # Closing, or it waited too long for a place: leave it, as above.
+                    if token:
+                        await self._free_place(lane, token)
+                    self._held -= 1
+                    lane.held -= 1
+                    continue
+                try:
+                    await self._attempt(lane, job)
+                finally:
+                    if token:
+                        await self._free_place(lane, token)
         finally:
             lane.workers -= 1
             self._senders -= 1
@@ -628,17 +653,13 @@ class DeliveryEngine:
         """Wait for this lane's next slot under its endpoint's rateLimit: shared by every
         node through Redis when there is one, else this process's own."""
         interval = 1.0 / lane.info.rate_limit
-        if self._shared_pace is not None:
+        if self._shared is not None:
             try:
-                wait = await self._shared_pace(lane.info.endpoint_id, interval)
+                wait = await self._shared.reserve_slot(lane.info.endpoint_id, interval)
             except (RedisError, OSError) as exc:
-                if not lane.pacing_alone:
-                    log.warning("endpoint %s: Redis cannot pace its rateLimit (%r); "
-                                "this node paces it alone meanwhile",
-                                lane.info.endpoint_id, exc)
-                lane.pacing_alone = True
+                self._alone(lane, exc)
             else:
-                lane.pacing_alone = False
+                lane.alone = False
                 if wait > 0:
                     await asyncio.sleep(wait)
                 return
@@ -648,6 +669,41 @@ class DeliveryEngine:
         lane.next_slot = slot + interval
         if slot > now:
             await asyncio.sleep(slot - now)
+
+    async def _claim_place(self, lane: _Lane) -> str | None:
+        """Under an endpoint's maxConcurrency, with Redis: a place among the attempts in
+        flight on all nodes, waited for while they are all taken; its token. "" when
+        there is nothing to claim (no maxConcurrency, no Redis, or Redis failing: the
+        lane's own workers, at most maxConcurrency, are the limit then); None when the
+        engine closed while it waited."""
+        if self._shared is None or not lane.info.max_concurrency:
+            return ""
+        token = secrets.token_hex(8)
+        hold = self._s.timeout + _LEASE_MARGIN_MS / 1000  # a crashed node's claim lapses
+        while not self._closing:
+            try:
+                if await self._shared.acquire_slot(lane.info.endpoint_id,
+                                                   lane.info.max_concurrency, hold, token):
+                    lane.alone = False
+                    return token
+            except (RedisError, OSError) as exc:
+                self._alone(lane, exc)
+                return ""
+            await asyncio.sleep(self._rng.uniform(*_FULL_WAIT))
+        return None
+
+    async def _free_place(self, lane: _Lane, token: str) -> None:
+        assert self._shared is not None
+        with contextlib.suppress(RedisError, OSError):  # the claim lapses by itself
+            await self._shared.release_slot(lane.info.endpoint_id, token)
+
+    @staticmethod
+    def _alone(lane: _Lane, exc: BaseException) -> None:
+        if not lane.alone:
+            log.warning("endpoint %s: Redis cannot keep its rateLimit and maxConcurrency "
+                        "across nodes (%r); this node keeps them alone meanwhile",
+                        lane.info.endpoint_id, exc)
+        lane.alone = True
 
     async def _attempt(self, lane: _Lane, job: _Job) -> None:
         assert self._transport is not None
