@@ -1,7 +1,7 @@
 """Group commit: concurrent `Hub.write` calls share one transaction.
 
-A writer task takes up to `max_batch` queued writes, opens one session and one
-transaction, runs the write functions (so that a failing one fails alone: see below),
+A writer task takes up to `max_batch` queued writes, opens one transaction, runs the
+write functions (so that a failing one fails alone: see below),
 commits once, and then, in queue order, hands each write's after-events to the bus, runs
 its synchronous post-commit work and resolves its caller. A caller therefore returns
 only after its transaction has committed, and pushes leave in commit order.
@@ -27,9 +27,12 @@ its own savepoint, so that only the failing one fails (and a deadlocked one is q
 again). A write function must therefore let database errors propagate (never catch one
 and go on): on PostgreSQL an error aborts the transaction it happened in.
 
-In that careful run, a write declared `orm=False` (it writes only through tx.after and
-the compiled statements of hub/db/fast.py, as sending a message does) gets a plain SQL
-savepoint on SQLite instead of the session's `begin_nested()`.
+A write declared `orm=False` writes only through `tx.db`, `tx.insert`, `tx.allocate`,
+`tx.after` and the compiled statements of hub/db/fast.py, as sending a message does. On
+SQLite a batch of such writes runs whole on the driver connection with no ORM session
+(`_bare`: its set-up and commit cost more than a small batch's SQL); one that asks for
+`tx.session` there anyway sends the batch round again with a session. In the careful
+run such a write gets a plain SQL savepoint instead of the session's `begin_nested()`.
 
 Post-commit work that is a coroutine runs in its own task, awaited by the caller; a
 failure there is logged, not raised, since the action has committed.
@@ -52,6 +55,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from .bus import Bus
 from .context import Ctx
 from .db import fast
+from .db.engine import SQLITE_WRITER_BEGIN
 from .tx import Batch, SessionNeeded, Tx
 
 log = logging.getLogger("imhub.committer")
@@ -62,8 +66,6 @@ WriteFn = Callable[[Tx], Awaitable[Any]]
 _RETRY_STATES = frozenset({"40P01", "40001"})
 _MAX_ATTEMPTS = 5
 _BEGIN = text("SELECT 1")
-# What hub/db/engine.py emits when SQLAlchemy begins on the SQLite writer.
-_BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
 # From this many writes a batch, its COMMIT may run in the event loop (hub/db/sqlite.py).
 _HURRY = 8
 
@@ -229,7 +231,7 @@ class Committer:
         async with engine.connect() as conn:
             db = await fast.driver_of(conn)
             assert db.sqlite is not None
-            db.sqlite.execute(_BEGIN_IMMEDIATE)
+            db.sqlite.execute(SQLITE_WRITER_BEGIN)
             try:
                 await self._run_items(batch, None, db)
             except BaseException as exc:

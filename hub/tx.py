@@ -101,7 +101,8 @@ class SessionNeeded(Exception):
 
 
 class Tx:
-    """What a domain action writes through. Created and committed by `Hub.tx`."""
+    """What a domain action writes through. Created and committed by the group commit
+    (hub/committer.py) for each `Hub.write`."""
 
     __slots__ = ("_batch", "_post", "_rows", "_session", "ctx", "db", "events")
 

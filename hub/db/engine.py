@@ -96,7 +96,8 @@ def _sqlite_begin_with(sql: str) -> Callable[[Connection], None]:
 # transaction that reads first and writes later fails at once with "database is locked"
 # when another process committed in between (SQLITE_BUSY_SNAPSHOT); no timeout helps it.
 # This engine is the process's one writer, so nothing here waits that did not before.
-_sqlite_begin = _sqlite_begin_with("BEGIN IMMEDIATE")
+SQLITE_WRITER_BEGIN = "BEGIN IMMEDIATE"  # also the committer's, without SQLAlchemy
+_sqlite_begin = _sqlite_begin_with(SQLITE_WRITER_BEGIN)
 # Readers: deferred, no write lock, one snapshot per transaction.
 _sqlite_begin_read = _sqlite_begin_with("BEGIN")
 
