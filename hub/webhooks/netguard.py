@@ -10,7 +10,7 @@ tenant probe what only the hub can reach. Two checks close that:
   addresses that a connection will actually use, so a DNS name that later
   resolves to 127.0.0.1 (rebinding) is refused at connect time.
 
-Operators open specific networks with ``allow_networks`` (e.g. an internal
+Operators open specific networks with ``webhooks.allowNetworks`` (e.g. an internal
 receiver on 10.1.2.0/24).
 """
 
@@ -74,7 +74,7 @@ class BlockedAddress(Exception):
         article = "an" if reason[0] in "aeiou" else "a"
         super().__init__(
             f"refused host {host!r}: {address} is {article} {reason} address "
-            "(an operator can permit its network with allow_networks)"
+            "(an operator can permit its network with webhooks.allowNetworks)"
         )
 
 

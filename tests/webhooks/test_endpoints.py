@@ -112,6 +112,8 @@ async def test_update_is_guarded_too(guarded: TenantHandle) -> None:
     status, env = await call(guarded, "/webhook/endpoint/update",
                              {"endpointID": ep["endpointID"], "url": "http://localhost:1/x"})
     assert (status, env["errCode"]) == (400, 1001) and "loopback" in env["errMsg"]
+    # Names the config key an operator would set to permit it.
+    assert "webhooks.allowNetworks" in env["errMsg"]
     (view,) = (await guarded.server.ok("/webhook/endpoint/list", {}, guarded.admin))["endpoints"]
     assert view["url"] == "http://93.184.215.14/hook"
 
