@@ -32,6 +32,7 @@ class Imhub:
     tenant_id: str
     admin_token: str
     data_dir: Path
+    pid: int = 0  # the server process, for its CPU time (`cpu_seconds`)
 
     @property
     def base_url(self) -> str:
@@ -70,7 +71,8 @@ def run_imhub(
         )
         try:
             _wait_listening("127.0.0.1", port, proc, limit=30.0)
-            yield Imhub("127.0.0.1", port, tenant["tenantID"], tenant["adminToken"], data)
+            yield Imhub("127.0.0.1", port, tenant["tenantID"], tenant["adminToken"], data,
+                        proc.pid)
         finally:
             proc.terminate()
             try:
@@ -78,6 +80,12 @@ def run_imhub(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid` so far, all threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class JsonClient(asyncio.Protocol):

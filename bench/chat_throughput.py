@@ -12,6 +12,9 @@ settings), next to a bare WebSocket echo server's rate measured in the same run.
   after imhub (the mean of the two). The ratio is imhub's rate over the echo rate.
 - Latency: sends paced at `--paced-rate` messages/s in total; p50 and p99 from send to
   ack, and from send to the receiver's push.
+- Server CPU per message: the server process's user and system time (all threads, from
+  /proc) over the throughput window, divided by the messages acked in it. Steadier than
+  the rate on a machine whose speed moves, and what an A/B of the send path compares.
 
 `--floors` also measures imhub with its send cut down to a relay and to a minimal group
 commit (bench/_floor.py), in the same run: how far the real send is from each.
@@ -40,7 +43,7 @@ from websockets.asyncio.client import ClientConnection, connect
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _baseline import run_uvicorn_receiver
-from _server import Imhub, JsonClient, run_imhub
+from _server import Imhub, JsonClient, cpu_seconds, run_imhub
 
 _TEXT = orjson.dumps({"content": "hello there, this is a chat message"}).decode()
 
@@ -120,7 +123,9 @@ class _Pair:
 
 
 async def _rate(pairs: list[_Pair], window: int, seconds: float, make: Any,
-                warmup: float = 1.0) -> float:
+                warmup: float = 1.0, server_pid: int = 0) -> tuple[float, float]:
+    """Acked messages a second, and the server's CPU seconds per message over the same
+    window (0 without `server_pid`)."""
     readers = [asyncio.create_task(p.read_acks(False)) for p in pairs]
     readers += [asyncio.create_task(p.read_pushes(False)) for p in pairs if p.rx is not None]
     start = time.perf_counter()
@@ -128,8 +133,10 @@ async def _rate(pairs: list[_Pair], window: int, seconds: float, make: Any,
               for p in pairs]
     await asyncio.sleep(warmup)
     first = sum(p.acked for p in pairs)
+    cpu = cpu_seconds(server_pid) if server_pid else 0.0
     await asyncio.sleep(seconds)
     done = sum(p.acked for p in pairs) - first
+    cpu = cpu_seconds(server_pid) - cpu if server_pid else 0.0
     await asyncio.gather(*floods)
     await asyncio.sleep(0.5)  # the last acks
     for t in readers:
@@ -137,7 +144,7 @@ async def _rate(pairs: list[_Pair], window: int, seconds: float, make: Any,
     errors = sum(p.errors for p in pairs)
     if errors:
         raise RuntimeError(f"{errors} sends were refused")
-    return done / seconds
+    return done / seconds, cpu / done if done else 0.0
 
 
 async def _paced(pairs: list[_Pair], rate: float, seconds: float, make: Any
@@ -193,7 +200,7 @@ async def _measure_imhub(hub: Imhub, args: argparse.Namespace) -> dict[str, Any]
     def make(p: _Pair) -> Any:
         return lambda cid: _frame(p.name, p.receiver, cid)
 
-    rate = await _rate(pairs, args.window, args.seconds, make)
+    rate, cpu = await _rate(pairs, args.window, args.seconds, make, server_pid=hub.pid)
     for p in pairs:
         p.sent.clear()
         p.unpushed.clear()
@@ -202,7 +209,7 @@ async def _measure_imhub(hub: Imhub, args: argparse.Namespace) -> dict[str, Any]
         await p.tx.close()
         if p.rx is not None:
             await p.rx.close()
-    return {"rate": rate, "acks": acks, "pushes": pushes}
+    return {"rate": rate, "cpu": cpu, "acks": acks, "pushes": pushes}
 
 
 async def _measure_echo(port: int, args: argparse.Namespace) -> float:
@@ -213,7 +220,7 @@ async def _measure_echo(port: int, args: argparse.Namespace) -> float:
     def make(p: _Pair) -> Any:
         return lambda cid: _frame(p.name, p.receiver, cid)
 
-    rate = await _rate(pairs, args.window, args.seconds, make)
+    rate, _ = await _rate(pairs, args.window, args.seconds, make)
     for p in pairs:
         await p.tx.close()
     return rate
@@ -243,7 +250,8 @@ def main() -> None:
     floors = {}
     for floor in ("relay", "store") if args.floors else ():
         with run_imhub(config, floor=floor) as hub:
-            floors[floor] = asyncio.run(_measure_imhub(hub, args))["rate"]
+            measured = asyncio.run(_measure_imhub(hub, args))
+            floors[floor] = (measured["rate"], measured["cpu"])
     with run_uvicorn_receiver("chat_throughput:echo_app") as port:
         echoes.append(asyncio.run(_measure_echo(port, args)))
     echo = sum(echoes) / len(echoes)
@@ -254,9 +262,11 @@ def main() -> None:
     print(f"bare WS echo:     {echo:8.0f} frames/s (baseline, same client; the mean of "
           f"{echoes[0]:.0f} before and {echoes[1]:.0f} after)")
     print(f"ratio:            {rate / echo:8.1%} of the echo rate")
-    for floor, floor_rate in floors.items():
+    print(f"server CPU:       {out['cpu'] * 1e6:8.1f} us a message (all threads, from /proc)")
+    for floor, (floor_rate, floor_cpu) in floors.items():
         print(f"floor {floor + ':':10s} {floor_rate:8.0f} messages/s, {floor_rate / echo:6.1%} of "
-              f"the echo rate; imhub reaches {rate / floor_rate:.0%} of it")
+              f"the echo rate; imhub reaches {rate / floor_rate:.0%} of it; server CPU "
+              f"{floor_cpu * 1e6:.1f} us a message ({out['cpu'] / floor_cpu:.1f}x for imhub)")
     print(f"paced at {args.paced_rate:.0f}/s for {args.paced_seconds:.0f} s:")
     print(f"  send -> ack:    p50 {_ms(out['acks'], 50):6.1f} ms   "
           f"p99 {_ms(out['acks'], 99):6.1f} ms   ({len(out['acks'])} acks)")
