@@ -13,6 +13,12 @@ ID = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitesp
 Text = Annotated[str, StringConstraints(max_length=65535)]
 Name = Annotated[str, StringConstraints(max_length=255)]
 URL = Annotated[str, StringConstraints(max_length=1024)]
+# Seqs and times are stored in 64-bit columns: a larger number is the client's 1001, not
+# the database driver's overflow.
+MAX_INT64 = 2**63 - 1
+Seq = Annotated[int, Field(ge=0, le=MAX_INT64)]
+StoredSeq = Annotated[int, Field(ge=1, le=MAX_INT64)]  # a message's: seqs start at 1
+Millis = Annotated[int, Field(ge=0, le=MAX_INT64)]
 
 
 class Req(BaseModel):
@@ -22,7 +28,8 @@ class Req(BaseModel):
 
 
 class Pagination(Req):
-    pageNumber: int = Field(default=1, ge=1)
+    # An int32, as OpenIM's: the page's offset then always fits the database's 64 bits.
+    pageNumber: int = Field(default=1, ge=1, le=2**31 - 1)
     showNumber: int = Field(default=100, ge=1, le=1000)
 
 

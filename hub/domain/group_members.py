@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from pydantic import Field
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -105,6 +105,12 @@ async def _enter(tx: Tx, gate: Gate, user_ids: list[str], join_source: int,
                         operator_user_id=gate.op) for uid in user_ids]
     tx.session.add_all(rows)
     await tx.session.flush()
+    # Their pending applications to this group are settled by their entering (an admin
+    # invited them, say): none stays for an admin to accept into a group they are in.
+    await tx.session.execute(update(GroupRequest).where(
+        GroupRequest.tenant_id == t, GroupRequest.group_id == g.group_id,
+        GroupRequest.user_id.in_(user_ids), GroupRequest.handle_result == 0).values(
+        handle_result=1, handle_user_id=gate.op, handled_time=now))
     for uid in user_ids:
         tx.after(AFTER_JOIN, {"groupID": g.group_id, "userID": uid, "joinSource": join_source,
                               "inviterUserID": inviter, "opUserID": gate.op})

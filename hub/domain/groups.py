@@ -415,8 +415,10 @@ class GroupIDsReq(Req):
 
 @router.post("/group/get_groups_info", GroupIDsReq)
 async def get_groups_info(hub: Hub, ctx: Ctx, req: GroupIDsReq) -> dict[str, Any]:
-    """The groups' info -> {groupInfos}; any unknown or foreign groupID answers 1004."""
-    t = ctx.tenant_id
+    """The groups' info -> {groupInfos}; any unknown or foreign groupID answers 1004, a
+    group the user is not a member of 1201 (the contract's "member/admin"; OpenIM shows
+    any group to anyone)."""
+    t, user = ctx.tenant_id, ctx.actor.user_id
     ids = list(dict.fromkeys(req.groupIDs))
     async with hub.read() as s:
         found = {g.group_id: g for g in (await s.execute(select(Group).where(
@@ -424,6 +426,13 @@ async def get_groups_info(hub: Hub, ctx: Ctx, req: GroupIDsReq) -> dict[str, Any
         for gid in ids:
             if gid not in found:
                 raise NotFound(f"group {gid} not found")
+        if user is not None:
+            joined = set((await s.execute(select(GroupMember.group_id).where(
+                GroupMember.tenant_id == t, GroupMember.user_id == user,
+                GroupMember.group_id.in_(ids)))).scalars())
+            for gid in ids:
+                if gid not in joined:
+                    raise NotGroupMember(f"{user} is not a member of group {gid}")
         counts = await member_counts(s, t, ids)
     return {"groupInfos": [group_wire(found[gid], counts.get(gid, 0)) for gid in ids]}
 

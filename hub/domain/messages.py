@@ -76,7 +76,7 @@ from ..errors import (
 from ..tx import Tx
 from ..wire_types import group_conversation_id, single_conversation_id
 from ._lookup import user_exists
-from ._schema import ID, Req, Text, revalidate
+from ._schema import ID, Req, Seq, StoredSeq, Text, revalidate
 from .conversations import (
     GROUP,
     SINGLE,
@@ -135,26 +135,26 @@ class NewestSeqReq(Req):
 
 class SeqRange(Req):
     conversationID: ConvID
-    begin: int = Field(ge=0)
-    end: int = Field(ge=0)
+    begin: Seq
+    end: Seq
     num: int = Field(default=100, ge=1, le=1000)
 
 
 class PullReq(Req):
     userID: ID
-    seqRanges: list[SeqRange] = Field(default_factory=list, max_length=1000)
+    seqRanges: list[SeqRange] = Field(max_length=1000)  # required: CONTRACT 3
 
 
 class RevokeReq(Req):
     userID: ID
     conversationID: ConvID
-    seq: int = Field(ge=1)
+    seq: StoredSeq
 
 
 class MarkReadReq(Req):
     ownerUserID: ID
     conversationID: ConvID
-    seqs: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, max_length=10_000)
+    seqs: list[StoredSeq] = Field(min_length=1, max_length=10_000)
 
 
 # --- sending ---------------------------------------------------------------------------
@@ -439,11 +439,14 @@ async def pull_msg_by_seq(hub: Hub, ctx: Ctx, req: PullReq) -> dict[str, Any]:
                     side.kind == SINGLE and await owned_by_others(
                         s, t, r.conversationID, user, side.peer)):
                 continue
-            low = max(r.begin, r.end - r.num + 1, 1)
+            # The newest `num` stored in begin..end: an end past the newest seq (a client
+            # asking generously, as OpenIM's SDK does) still gets the newest messages.
             rows = (await s.execute(select(Message).where(
                 Message.tenant_id == t, Message.conversation_id == r.conversationID,
-                Message.seq >= low, Message.seq <= r.end).order_by(Message.seq))).scalars()
-            msgs.setdefault(r.conversationID, []).extend(message_to_wire(m) for m in rows)
+                Message.seq >= r.begin, Message.seq <= r.end).order_by(Message.seq.desc())
+                .limit(r.num))).scalars().all()
+            msgs.setdefault(r.conversationID, []).extend(
+                message_to_wire(m) for m in reversed(rows))
     return {"msgs": msgs}
 
 

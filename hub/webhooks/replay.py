@@ -36,7 +36,7 @@ from ..db.delivery import (
     WebhookEndpoint,
 )
 from ..db.models import Event
-from ..domain._schema import ID, Pagination, Req
+from ..domain._schema import ID, Millis, Pagination, Req
 from ..errors import BadArgument, NotFound
 from .dispatch import ConfigSource, OutboxEvent, Policies, fan_out
 
@@ -59,8 +59,8 @@ class ListReq(Req):
     status: Status | None = None
     callbackCommand: str | None = None
     endpointID: ID | None = None
-    since: int | None = Field(default=None, ge=0)
-    until: int | None = Field(default=None, ge=0)
+    since: Millis | None = None
+    until: Millis | None = None
     pagination: Pagination = Field(default_factory=Pagination)
 
 
@@ -68,8 +68,8 @@ class ReplayReq(Req):
     eventIDs: list[ID] | None = Field(default=None, max_length=10_000)
     endpointID: ID | None = None
     status: Literal["failed"] | None = None
-    since: int | None = Field(default=None, ge=0)
-    until: int | None = Field(default=None, ge=0)
+    since: Millis | None = None
+    until: Millis | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> ReplayReq:

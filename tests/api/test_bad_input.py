@@ -158,3 +158,55 @@ async def test_nul_in_any_string_is_refused(tenant: TenantHandle) -> None:
     sent = await srv.ok("/msg/send_msg", {**single, "content": '{"content": "x\\u0000y"}'},
                         tenant.admin)
     assert sent["seq"] == 1
+
+
+def _filled(schema: dict[str, Any], defs: dict[str, Any], big: int) -> Any:
+    """A value for `schema` with every integer as near `big` as the field allows, every
+    string an existing user's ID, every list of one such item, every object with all its
+    fields."""
+    if "$ref" in schema:
+        return _filled(defs[schema["$ref"].rsplit("/", 1)[-1]], defs, big)
+    for key in ("enum", "const"):
+        if key in schema:
+            return schema[key][0] if key == "enum" else schema[key]
+    options = [s for s in schema.get("anyOf", []) if s.get("type") != "null"]
+    if options:
+        return _filled(options[0], defs, big)
+    kind = schema.get("type")
+    if kind == "integer":
+        return max(min(big, schema.get("maximum", big)), schema.get("minimum", big))
+    if kind == "number":
+        return float(big)
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return [_filled(schema.get("items", {}), defs, big)]
+    if kind == "object" or "properties" in schema:
+        return {name: _filled(p, defs, big) for name, p in schema.get("properties", {}).items()}
+    return "alice"
+
+
+@pytest.mark.parametrize("big", [2**31, 2**62, 2**63 - 1, 2**63, 2**64, 2**80])
+async def test_huge_integers_are_refused_or_served_never_a_500(t: TenantHandle, big: int
+                                                                ) -> None:
+    """Every integer field of every route at once, with everything else filled in as a
+    valid request would be: past what the database's 64-bit columns hold (seqs, times,
+    a page's offset) is the client's 1001, never the driver's overflow as a 500."""
+    srv = t.server
+    for r in ROUTES:
+        schema = r.body.model_json_schema()
+        body = _filled(schema, schema.get("$defs", {}), big)
+        status, env = await srv.post(r.path, body, t.admin)
+        assert status < 500 and env["errCode"] != 500, (r.path, body, env)
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/friend/get_friend_list", {"userID": "alice", "pagination": {"pageNumber": 2**62}}),
+    ("/msg/revoke_msg", {"userID": "alice", "conversationID": "si_alice_bob", "seq": 2**63}),
+    ("/msg/pull_msg_by_seq", {"userID": "alice", "seqRanges": [
+        {"conversationID": "si_alice_bob", "begin": 0, "end": 2**63}]}),
+    ("/webhook/events/list", {"since": 2**63}),
+])
+async def test_numbers_past_64_bits_are_bad_arguments(t: TenantHandle, path: str,
+                                                      body: dict[str, Any]) -> None:
+    await _expect(t.server, path, body, t.admin, 400, 1001)

@@ -61,8 +61,12 @@ async def test_create_group_and_read_it(tenant: TenantHandle) -> None:
     assert info["ownerUserID"] == "alice" and info["creatorUserID"] == "alice"
     assert info["memberCount"] == 3 and info["status"] == 0 and info["needVerification"] == 0
 
-    got = await srv.ok("/group/get_groups_info", {"groupIDs": ["g1"]}, dave)
+    got = await srv.ok("/group/get_groups_info", {"groupIDs": ["g1"]}, carol)
     assert got["groupInfos"] == [info]
+    assert (await srv.ok("/group/get_groups_info", {"groupIDs": ["g1"]}, tenant.admin)
+            )["groupInfos"] == [info]
+    # The contract's "member/admin": a user outside the group is refused.
+    assert await code(srv, "/group/get_groups_info", {"groupIDs": ["g1"]}, dave) == 1201
     members = await srv.ok("/group/get_group_member_list", {"groupID": "g1"}, carol)
     assert members["total"] == 3
     assert [(m["userID"], m["roleLevel"]) for m in members["members"]] == [
@@ -245,6 +249,16 @@ async def test_invitations(tenant: TenantHandle) -> None:
     await srv.ok("/group/invite_user_to_group", {"groupID": "g2",
                                                  "invitedUserIDs": ["grace"]}, bob)
     assert (await roles(tenant, "g2"))["grace"] == 20
+    # frank, with carol's invitation still pending, is invited by an admin and enters:
+    # his application is settled with it, and nobody can accept it afterwards.
+    await srv.ok("/group/invite_user_to_group", {"groupID": "g2",
+                                                 "invitedUserIDs": ["frank"]}, bob)
+    assert (await roles(tenant, "g2"))["frank"] == 20
+    recv = await srv.ok("/group/get_recv_group_applicationList", {"fromUserID": "bob"}, bob)
+    assert {r["userInfo"]["userID"]: r["handleResult"] for r in recv["groupRequests"]} == {
+        "erin": 1, "frank": 1}
+    assert await code(srv, "/group/group_application_response", {
+        "groupID": "g2", "fromUserID": "frank", "handleResult": 1}, alice) == 1004
 
     def invite(*uids: str, group: str = "g0") -> dict[str, Any]:
         return {"groupID": group, "invitedUserIDs": list(uids)}

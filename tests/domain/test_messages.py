@@ -397,10 +397,33 @@ async def test_pull_answers_only_the_users_own_conversations(tenant: TenantHandl
     assert newest == {"n_carol": 1}
     newest = (await srv.ok("/msg/newest_seq", {"userID": "bob"}, tenant.admin))["maxSeqs"]
     assert newest["si_alice_bob"] == 1 and newest["sg_g1"] == 1
-    assert await code(srv, "/msg/pull_msg_by_seq", {"userID": "alice"}, bob) == 1002
+    assert await code(srv, "/msg/pull_msg_by_seq", {"userID": "alice", "seqRanges": []},
+                      bob) == 1002
+    assert await code(srv, "/msg/pull_msg_by_seq", {"userID": "bob"}, bob) == 1001
     assert await code(srv, "/msg/newest_seq", {"userID": "nobody"}, tenant.admin) == 1004
     assert await code(srv, "/msg/pull_msg_by_seq", {"userID": "bob", "seqRanges": [
         {"conversationID": "sg_g1", "begin": 5, "end": 1}]}, bob) == 1001
+
+
+async def test_pull_takes_the_newest_num_of_the_range_even_past_the_newest_seq(
+        tenant: TenantHandle) -> None:
+    srv = tenant.server
+    alice, _ = await tenant.users("alice", "bob")
+    for i in range(6):
+        await srv.ok("/msg/send_msg", single("alice", "bob", f"m{i}"), alice)
+
+    async def seqs(begin: int, end: int, num: int) -> list[int]:
+        got = (await srv.ok("/msg/pull_msg_by_seq", {"userID": "alice", "seqRanges": [
+            {"conversationID": "si_alice_bob", "begin": begin, "end": end, "num": num}]},
+            alice))["msgs"]
+        return [m["seq"] for m in got.get("si_alice_bob", [])]
+
+    assert await seqs(1, 100, 2) == [5, 6]  # an end past the newest: the newest two
+    assert await seqs(0, 2**40, 100) == [1, 2, 3, 4, 5, 6]
+    assert await seqs(1, 7, 2) == [5, 6]
+    assert await seqs(2, 4, 10) == [2, 3, 4]
+    assert await seqs(1, 6, 3) == [4, 5, 6]
+    assert await seqs(7, 100, 5) == []
 
 
 async def test_user_ids_with_underscores_never_share_a_conversation(

@@ -37,6 +37,8 @@ async def test_bad_frames_get_1001_and_the_connection_goes_on(
              '"sessionType": 1, "contentType": "101", "content": "x"}}', "m8", "contentType"),
             ('{"reqIdentifier": 1002, "msgIncr": "m9", "data": {"seqRanges": 3}}', "m9",
              "seqRanges"),
+            ('{"reqIdentifier": 1002, "msgIncr": "m12", "data": {}}', "m12", "seqRanges"),
+            ('{"reqIdentifier": 1002, "msgIncr": "m13"}', "m13", "seqRanges"),
             # NUL, which PostgreSQL cannot store, anywhere in the frame; named by its path.
             ('{"reqIdentifier": 1003, "msgIncr": "m10", "data": {"recvID": "bob", '
              '"sessionType": 1, "contentType": 101, "content": "{}", "ex": "a\\u0000"}}',
