@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
@@ -21,15 +22,24 @@ _config_option = click.option(
     help="YAML config file (default: config/hub.yml when it exists).")
 
 
-def _settings(config_path: str | None, **overrides: Any) -> Settings:
+def _settings(config_path: str | None, *, plugins: bool = True, **overrides: Any) -> Settings:
+    """The config, or a one-line error and exit status 2. `plugins`: also build the
+    listed plugins, so that a command that never starts them (tenant, migrate, events)
+    refuses a config file with a bad plugin as `serve` does; `serve` and `worker` build
+    them with the hub."""
     import os
+
+    from .plugin import load_plugins
 
     if config_path is None and os.path.isfile("config/hub.yml"):
         config_path = "config/hub.yml"
     try:
-        return load_settings(config_path, **overrides)
+        settings = load_settings(config_path, **overrides)
+        if plugins:
+            load_plugins(settings.plugins)
     except ConfigError as exc:
         _fail(str(exc))
+    return settings
 
 
 def _fail(msg: str) -> NoReturn:
@@ -65,8 +75,28 @@ def run() -> None:
 
 
 def _with_server(settings: Settings, host: str | None, port: int | None) -> Settings:
+    """The settings with --host and --port applied, once the address is known to be one
+    this machine can listen on: a bad one is a one-line error before anything is
+    written (the database is migrated before uvicorn binds)."""
+    import socket
+
     server = settings.server.model_copy(update={
         k: v for k, v in (("host", host), ("port", port)) if v is not None})
+    flag = "--host" if host is not None else "config key 'server.host'"
+    try:
+        infos = socket.getaddrinfo(server.host, server.port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        _fail(f"{flag} {server.host!r}: not an address to listen on ({exc})")
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            where = (f"{'--port' if port is not None else 'port'} {server.port}"
+                     if exc.errno == errno.EADDRINUSE else f"{flag} {server.host!r}")
+            _fail(f"{where}: cannot listen on {server.host}:{server.port}: {exc.strerror}")
     return settings.model_copy(update={"server": server})
 
 
@@ -77,7 +107,7 @@ def _with_server(settings: Settings, host: str | None, port: int | None) -> Sett
               help="Port (default 10002).")
 def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     """Serve the HTTP API and the WebSocket gateway, and run delivery workers."""
-    settings = _with_server(_settings(config_path), host, port)
+    settings = _with_server(_settings(config_path, plugins=False), host, port)
     _serve(settings)
 
 
@@ -195,7 +225,7 @@ def demo(config_path: str | None, host: str | None, port: int | None) -> None:
     """Serve with a demo tenant and two demo users, printing how to connect (make run)."""
     from .demo import prepare_demo
 
-    settings = _with_server(_settings(config_path), host, port)
+    settings = _with_server(_settings(config_path, plugins=False), host, port)
     info = _run(lambda: prepare_demo(settings))
 
     def banner() -> None:
@@ -236,7 +266,7 @@ def chat(api_addr: str, user_id: str, token: str, platform_id: int,
 @_config_option
 def worker(config_path: str | None) -> None:
     """Run webhook delivery workers alone, without the HTTP API (stop with SIGTERM)."""
-    settings = _settings(config_path)
+    settings = _settings(config_path, plugins=False)
     _run_worker(settings)
 
 

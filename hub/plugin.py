@@ -75,7 +75,11 @@ def build_plugin(spec: PluginSpec) -> Plugin:
     unknown = (cls.hooks or frozenset()) - HOOKS.keys()
     if unknown:
         raise ConfigError(f"plugin '{spec.module}': unknown hooks {sorted(unknown)}")
-    plugin = cls(config)
+    try:
+        plugin = cls(config)
+    except Exception as exc:  # its own start-up failed: name the plugin, in one line
+        msg = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise ConfigError(f"plugin '{spec.module}' could not start: {msg}") from None
     plugin.priority = spec.priority
     plugin.timeout = spec.timeout
     plugin.failed_continue = spec.failed_continue

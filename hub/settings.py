@@ -28,12 +28,34 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The storage imhub runs on (CONTRACT 1): SQLite embedded, PostgreSQL for several nodes.
+_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+
+
 class DatabaseSettings(_Section):
     url: str = DEFAULT_DATABASE_URL
     # PostgreSQL only: the schema to use (search_path); tests give each run its own.
     schema_name: str | None = Field(default=None, alias="schema")
     echo: bool = False
     pool_size: int = Field(default=10, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, url: str) -> str:
+        # Refused here, as one line naming the key, rather than as the driver's import
+        # error or SQLAlchemy's parse error when the engine is first built.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            driver = make_url(url).drivername
+        except ArgumentError:
+            driver = ""
+        if driver not in _DRIVERS:
+            raise ValueError(f"{url!r} is not a database URL imhub can use (IMHUB_DATABASE_URL "
+                             f"sets it too): sqlite+aiosqlite:///PATH or "
+                             f"postgresql+asyncpg://USER@HOST/DB")
+        return url
 
 
 class ServerSettings(_Section):
@@ -107,6 +129,18 @@ class DeliverySettings(_Section):
 
 class WebhookSettings(_Section):
     allow_networks: list[str] = Field(default_factory=list, alias="allowNetworks")
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, networks: list[str]) -> list[str]:
+        import ipaddress
+
+        for cidr in networks:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not a network (10.1.2.0/24, ::1/128)") from None
+        return networks
     config_dir: str | None = None
     delivery: DeliverySettings = DeliverySettings()
 
@@ -114,6 +148,14 @@ class WebhookSettings(_Section):
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     redis_url: str | None = None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{url!r} is not a Redis URL (IMHUB_REDIS_URL sets it too): "
+                             f"redis://HOST:PORT/DB, rediss://... or unix://PATH")
+        return url
     # Prefix of every Redis key and channel (tests use their own, then delete their keys).
     redis_prefix: str = Field(default="imhub:", min_length=1, max_length=64)
     server: ServerSettings = ServerSettings()
@@ -129,7 +171,8 @@ class Settings(_Section):
 def _format_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     key = ".".join(str(p) for p in err["loc"])
-    return f"config key '{key}': {err['msg']}"
+    msg = str(err["msg"]).removeprefix("Value error, ")  # pydantic's, for a validator's own
+    return f"config key '{key}': {msg}"
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

@@ -13,8 +13,9 @@ import pytest
 IMHUB = str(Path(sys.executable).parent / "imhub")
 
 
-def _run(*args: str, db: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "IMHUB_DATABASE_URL": f"sqlite+aiosqlite:///{db}"}
+def _run(*args: str, db: Path, cwd: Path, env: dict[str, str] | None = None
+         ) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "IMHUB_DATABASE_URL": f"sqlite+aiosqlite:///{db}", **(env or {})}
     return subprocess.run([IMHUB, *args], capture_output=True, text=True, env=env, cwd=cwd,
                           timeout=60)
 
@@ -34,6 +35,7 @@ def test_tenant_create_and_list(tmp_path: Path) -> None:
 @pytest.mark.parametrize("args", [
     ("serve", "--bogus"),
     ("serve", "--port", "99999"),
+    ("serve", "--host", "999.1.1.1", "--port", "0"),  # not an address: before any write
     ("tenant", "create"),
     ("no-such-command",),
 ])
@@ -56,6 +58,41 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:
     out = _run("serve", "--config", str(cfg), db=tmp_path / "hub.db", cwd=tmp_path)
     assert out.returncode == 2, out.stderr
     assert key in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (tmp_path / "hub.db").exists()
+
+
+_BOOM = """
+from hub.plugin import Plugin
+
+
+class Boom(Plugin):
+    def __init__(self, config):
+        raise RuntimeError("no licence key")
+"""
+
+
+@pytest.mark.parametrize("command", [("serve", "--port", "0"), ("tenant", "list")])
+@pytest.mark.parametrize(("text", "env", "words"), [
+    ("", {"IMHUB_DATABASE_URL": "mysql://x/y"}, "database.url"),
+    ("", {"IMHUB_REDIS_URL": "localhost:6379"}, "redis_url"),
+    ("redis_url: notaurl\n", {}, "redis_url"),
+    ("webhooks:\n  allowNetworks: [notacidr]\n", {}, "webhooks.allowNetworks"),
+    ("plugins:\n  - module: plugins.word_filter:WordFilter\n    config: {bogus: 1}\n", {},
+     "plugins.word_filter:WordFilter"),
+    ("plugins:\n  - module: boom:Boom\n", {}, "no licence key"),  # its __init__ raises
+])
+def test_bad_config_is_refused_by_every_command(tmp_path: Path, command: tuple[str, ...],
+                                                text: str, env: dict[str, str], words: str
+                                                ) -> None:
+    """A config that `serve` refuses, `tenant list` refuses too (it never starts the
+    plugins, but the file is as bad), and neither writes the database first."""
+    (tmp_path / "boom.py").write_text(_BOOM)
+    cfg = tmp_path / "hub.yml"
+    cfg.write_text(text)
+    out = _run(*command, "--config", str(cfg), db=tmp_path / "hub.db", cwd=tmp_path,
+               env={"PYTHONPATH": str(tmp_path), **env})
+    assert out.returncode == 2, out.stderr
+    assert words in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert not (tmp_path / "hub.db").exists()
 
 
