@@ -8,12 +8,12 @@ their own notification conversation `n_USERID`. The list of /conversation/
 get_all_conversations leaves `n_USERID` out, as OpenIM's does; /msg/newest_seq has it.
 
 unreadCount counts the messages after the user's hasReadSeq that others sent and that
-are not revoked, so a user's own messages never count as unread without a write per
-send to move their read mark.
+are neither revoked nor a revoke's tip, so a user's own messages never count as unread
+without a write per send to move their read mark.
 
 Conversation IDs are `si_A_B` (A < B), which the contract fixes; with user IDs that
-contain `_` two pairs can map to one ID (`a`+`b_c` and `a_b`+`c`): both pairs then
-share the conversation. Choose user IDs without `_` to avoid it.
+contain `_` two pairs can map to one ID (`a`+`b_c` and `a_b`+`c`): the pair that opened
+it keeps it, and the other pair is refused (`owned_by_others`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from ..core import Hub
 from ..db.chat import UserConversation
 from ..db.fast import On, Statement, dialect_name
 from ..db.models import ConversationSeq, GroupMember, Message
-from ..wire_types import single_conversation_id
+from ..wire_types import NotificationType, single_conversation_id
 from ._lookup import require_users
 from ._schema import ID, Req
 from .wire import message_to_wire
@@ -231,5 +231,6 @@ async def _unread(s: AsyncSession, tenant_id: str, owner: str, read: dict[str, i
             or_(*(and_(Message.conversation_id == cid, Message.seq > seq)
                   for cid, seq in read.items())),
             Message.send_id != owner, Message.status != REVOKED,
+            Message.content_type != NotificationType.MSG_REVOKED,  # a revoke's tip: not news
         ).group_by(Message.conversation_id))
     return {cid: int(n) for cid, n in rows}

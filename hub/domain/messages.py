@@ -535,6 +535,10 @@ async def revoke_msg(hub: Hub, ctx: Ctx, req: RevokeReq) -> None:
                 "revokerNickname"], sender_platform_id=ctx.actor.platform_id)
         tx.session.add(tip)
         tx.after(AFTER_REVOKE if side.kind == SINGLE else AFTER_GROUP_REVOKE, event)
+        # And, as the contract lists 2101 among the notifications, one in the n_USERID of
+        # everyone in the conversation: a client syncing only its notifications learns it.
+        await hub.notifier.send(tx, members, NT.MSG_REVOKED, tips, send_id=user,
+                                group_id=side.group_id)
         wire = message_to_wire(tip)
         one = [wire]  # one list for all: the gateway encodes the frame once
         tx.on_commit(lambda: hub.signals.messages_stored(t, dict.fromkeys(members, one)))

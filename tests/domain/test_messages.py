@@ -478,7 +478,19 @@ async def test_revoke(tenant: TenantHandle) -> None:
     assert (tip.seq, tip.content_type, tip.send_id, tip.session_type) == (2, 2101, "alice", 1)
     tips = orjson.loads(orjson.loads(tip.content)["detail"])
     assert tips["revokerUserID"] == "alice" and tips["seq"] == 1
-    assert set(seen[0][0]) == {"alice", "bob"} and seen[0][0]["bob"][0]["seq"] == 2
+    pushed = {(uid, m["conversationID"], m["seq"], m["contentType"])
+              for by_user, _ in seen for uid, msgs in by_user.items() for m in msgs}
+    assert pushed == {("alice", "si_alice_bob", 2, 2101), ("bob", "si_alice_bob", 2, 2101),
+                      ("alice", "n_alice", 1, 2101), ("bob", "n_bob", 1, 2101)}
+    # The contract lists 2101 MsgRevoked among the notifications: one in n_USERID each.
+    for uid in ("alice", "bob"):
+        [note] = [m for m in await stored(tenant, f"n_{uid}") if m.content_type == 2101]
+        assert note.session_type == 4
+        assert orjson.loads(orjson.loads(note.content)["detail"]) == tips
+    # Neither the revoked message nor its tip is news to bob.
+    [conv] = (await srv.ok("/conversation/get_all_conversations", {"ownerUserID": "bob"},
+                           bob))["conversations"]
+    assert conv["unreadCount"] == 0
     [event] = await events(tenant, "afterRevokeMsg")
     assert event["revokerUserID"] == "alice" and event["seq"] == 1
     assert event["conversationID"] == "si_alice_bob"
@@ -494,6 +506,10 @@ async def test_revoke(tenant: TenantHandle) -> None:
     [event] = await events(tenant, "afterGroupMsgRevoke")
     assert event["groupID"] == "g1" and event["revokerUserID"] == "bob" and event["seq"] == 1
     assert [r.status for r in await stored(tenant, "sg_g1")] == [4, 2, 2]
+    for uid in ("alice", "bob", "carol"):
+        notes = [m for m in await stored(tenant, f"n_{uid}") if m.content_type == 2101]
+        assert notes[-1].session_type == 4 and orjson.loads(orjson.loads(
+            notes[-1].content)["detail"])["conversationID"] == "sg_g1"
 
 
 # --- read receipts ---------------------------------------------------------------------
