@@ -129,6 +129,8 @@ class DeliverySettings(_Section):
 
 class WebhookSettings(_Section):
     allow_networks: list[str] = Field(default_factory=list, alias="allowNetworks")
+    config_dir: str | None = None
+    delivery: DeliverySettings = DeliverySettings()
 
     @field_validator("allow_networks")
     @classmethod
@@ -141,21 +143,11 @@ class WebhookSettings(_Section):
             except ValueError:
                 raise ValueError(f"{cidr!r} is not a network (10.1.2.0/24, ::1/128)") from None
         return networks
-    config_dir: str | None = None
-    delivery: DeliverySettings = DeliverySettings()
 
 
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     redis_url: str | None = None
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis(cls, url: str | None) -> str | None:
-        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"{url!r} is not a Redis URL (IMHUB_REDIS_URL sets it too): "
-                             f"redis://HOST:PORT/DB, rediss://... or unix://PATH")
-        return url
     # Prefix of every Redis key and channel (tests use their own, then delete their keys).
     redis_prefix: str = Field(default="imhub:", min_length=1, max_length=64)
     server: ServerSettings = ServerSettings()
@@ -166,6 +158,14 @@ class Settings(_Section):
     webhooks: WebhookSettings = WebhookSettings()
     # A tenant setting in OpenIM terms; default off, as in OpenIM's config.
     friend_required_for_chat: bool = False
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{url!r} is not a Redis URL (IMHUB_REDIS_URL sets it too): "
+                             f"redis://HOST:PORT/DB, rediss://... or unix://PATH")
+        return url
 
 
 def _format_error(exc: ValidationError) -> str:
