@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import email.utils
 import functools
+import heapq
 import logging
 import os
 import random
@@ -106,6 +107,9 @@ _RATE_WINDOW = 0.25
 # The recorder lets results gather this long while attempts are in flight.
 _RECORD_LINGER = 0.05
 _RECORD_BATCH = 2_000
+# Claims for retries falling due come at most this often (seconds): a retry is at most
+# this late, well inside its ±20 % jitter.
+_CLAIM_GAP = 0.02
 
 _deliveries = cast(Table, WebhookDelivery.__table__)
 _endpoints = cast(Table, WebhookEndpoint.__table__)
@@ -296,6 +300,7 @@ class DeliveryEngine:
         self._flush_lock: asyncio.Lock | None = None
         self._claim_timer: asyncio.TimerHandle | None = None
         self._claim_due = 0.0
+        self._claim_dues: list[float] = []  # a heap of loop times when retries fall due
         self._gauges: set[str] = set()
 
     @classmethod
@@ -571,21 +576,32 @@ class DeliveryEngine:
                 lane.update(info)
 
     def _schedule_claim(self, at_ms: int) -> None:
-        """Claim again when a retry this process scheduled falls due (before the poll)."""
+        """Claim when a retry this node scheduled falls due, not at the next poll: a poll
+        every pollSeconds would send it up to that much late, past its jitter."""
         loop = asyncio.get_running_loop()
-        delay = max(0.0, (at_ms - now_ms()) / 1000)
-        when = loop.time() + delay
-        if self._claim_timer is not None and self._claim_due <= when:
+        heapq.heappush(self._claim_dues, loop.time() + max(0.0, (at_ms - now_ms()) / 1000))
+        self._arm_claim(loop)
+
+    def _arm_claim(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._claim_dues or self._closing:
             return
+        # Claims at most every _CLAIM_GAP: each is a transaction, and a thousand retries
+        # spread over a second need not be a thousand of them.
+        when = max(self._claim_dues[0], loop.time() + _CLAIM_GAP)
         if self._claim_timer is not None:
+            if self._claim_due <= when:
+                return
             self._claim_timer.cancel()
         self._claim_due = when
+        self._claim_timer = loop.call_at(when, self._claim_fired, loop)
 
-        def fire() -> None:
-            self._claim_timer = None
-            self.poke()
-
-        self._claim_timer = loop.call_at(when, fire)
+    def _claim_fired(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._claim_timer = None
+        now = loop.time()
+        while self._claim_dues and self._claim_dues[0] <= now:
+            heapq.heappop(self._claim_dues)
+        self.poke()
+        self._arm_claim(loop)
 
     # -- send -----------------------------------------------------------------------
 
@@ -748,8 +764,7 @@ class DeliveryEngine:
                 status, outcome = FAILED, "failed"
             else:
                 status, outcome = PENDING, "retry"
-                next_at = at + int(delay * 1000)
-                self._schedule_claim(next_at)
+                next_at = at + int(delay * 1000)  # claimed then, once recorded (_record)
         self._counts[outcome] += 1  # to the counter once per recorded batch
         delivery_seconds.observe(latency)
         lane.finished(time.monotonic())
@@ -833,6 +848,9 @@ class DeliveryEngine:
         await self._in_transaction(functools.partial(
             _write_outcomes, attempts=attempts, updates=updates, counters=counters,
             gone=gone))
+        for o in batch:  # recorded: each retry can be claimed when it falls due
+            if o.status == PENDING:
+                self._schedule_claim(o.next_attempt_at)
 
     # -- leases ---------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ loopback port, real SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
@@ -197,6 +198,32 @@ async def test_retry_after_is_honoured(sq_tenant: TenantHandle, receiver: Receiv
     assert first.status == code and first.webhook_id == second.webhook_id
     # The schedule says 0.1 s; Retry-After says at least a second.
     assert second.at - first.at >= 1.0
+
+
+async def test_retries_go_out_when_due_not_at_the_next_poll(
+        sqlite_database: Database, make_server: Callable[..., Awaitable[Server]],
+        make_tenant: Callable[..., Awaitable[TenantHandle]]) -> None:
+    """With the poll far apart (10 s), every retry of several endpoints still goes out
+    within its schedule's ±20 % jitter: the node claims each when it falls due."""
+    t = await make_tenant(await make_server(delivery_settings(sqlite_database,
+                                                              pollSeconds=10)))
+    await set_config(t, afterUserRegister={"enable": True}, retrySchedule=[0, 1.0, 1.0])
+    def fails_twice(r: Receiver) -> Callable[[Hit], Response | None]:
+        return lambda hit: Response("no", status_code=500) if len(r.hits) < 2 else None
+
+    async with contextlib.AsyncExitStack() as stack:
+        receivers = [await stack.enter_async_context(serve_receiver()) for _ in range(4)]
+        for r in receivers:
+            r.answer = fails_twice(r)
+            await add_endpoint(t, r.url)
+        await register(t, "a")
+        for r in receivers:
+            await r.wait_for(lambda r: len(r.ok()) == 1, what="the second retry", timeout=8)
+            first, second, third = r.hits
+            for before, after in ((first, second), (second, third)):
+                # 0.8-1.2 s by the schedule; a little more for the recorder and a busy
+                # machine, far less than the poll.
+                assert 0.75 <= after.at - before.at <= 1.6, [h.at for h in r.hits]
 
 
 async def test_410_disables_the_endpoint(tenant: TenantHandle, receiver: Receiver) -> None:
