@@ -208,6 +208,7 @@ async def test_retries_go_out_when_due_not_at_the_next_poll(
     t = await make_tenant(await make_server(delivery_settings(sqlite_database,
                                                               pollSeconds=10)))
     await set_config(t, afterUserRegister={"enable": True}, retrySchedule=[0, 1.0, 1.0])
+
     def fails_twice(r: Receiver) -> Callable[[Hit], Response | None]:
         return lambda hit: Response("no", status_code=500) if len(r.hits) < 2 else None
 
