@@ -143,10 +143,14 @@ class IMClient:
         Raises TokenError when the token is refused and ConnectionLost when the gateway
         cannot be reached; either way nothing is left running.
         """
+        ended = self._session is not None and self._session.state in (
+            ConnState.KICKED, ConnState.TOKEN_INVALID)
+        if ended:  # a kicked session is over: log in again as on_kicked says, no logout
+            await self.logout()
         if self._session is not None:
             raise SDKError(f"already logged in as {self._session.user_id}")
         cfg = self.config
-        store = await LocalStore.open(store_path(cfg.data_dir, user_id))
+        store = await LocalStore.open(store_path(cfg.data_dir, user_id, cfg.platform_id))
         conn = WsConn(cfg.ws_addr, open_timeout=cfg.connect_timeout,
                       ping_interval=cfg.ping_interval)
         resp = WsRespAsyn()

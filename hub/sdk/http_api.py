@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from .errors import ConnectionLost, ServerError
+from .errors import ConnectionLost, RequestTimeout, ServerError
 
 _JSON_ERRORS = (ValueError, KeyError, TypeError)
 
@@ -33,6 +33,8 @@ class HttpApi:
         try:
             r = await self._http.post(path, json=body,
                                       headers={"operationID": secrets.token_hex(8)})
+        except httpx.TimeoutException as exc:  # request_timeout ran out: as on the socket
+            raise RequestTimeout(f"{path}: no answer in time ({exc!r})") from exc
         except httpx.TransportError as exc:
             raise ConnectionLost(f"{path}: {exc!r}") from exc
         try:

@@ -39,12 +39,13 @@ class LocalConversation:
     latest: Message | None
 
 
-def store_path(data_dir: str | Path, user_id: str) -> Path:
-    """The file of one user. Unsafe characters are %-escaped, so distinct IDs never share
-    a file."""
+def store_path(data_dir: str | Path, user_id: str, platform_id: int) -> Path:
+    """The file of one user on one platform (a device: each keeps its own store, so two
+    devices sharing a data_dir each get every message). Unsafe characters are
+    %-escaped, so distinct IDs never share a file."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", lambda m: "%" + m.group().encode().hex().upper(),
                   user_id)
-    return Path(data_dir) / f"imhub-{safe}.sqlite3"
+    return Path(data_dir) / f"imhub-{safe}-p{platform_id}.sqlite3"
 
 
 class LocalStore:

@@ -57,6 +57,10 @@ class Ws:
             raise RequestTimeout(f"no reply to {req_identifier} ({msg_incr})") from None
         finally:
             self.resp.forget(msg_incr)
+            if waiter.done() and not waiter.cancelled():
+                # Failed by the reader (fail_all) while the send itself raised: the send's
+                # error is the one raised; this one is seen, not logged as never retrieved.
+                waiter.exception()
         if frame.err_code:
             raise ServerError.of(frame.err_code, frame.err_msg)
         return frame.data

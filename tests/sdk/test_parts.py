@@ -1,12 +1,16 @@
-"""The parts that need no server: reply matching, backoff, config."""
+"""The parts that need no imhub server: reply matching, backoff, config, failures."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+
 import pytest
 
-from hub.sdk import Config, ConnectionLost, WsRespAsyn
+from hub.sdk import Config, ConnectionLost, HttpApi, RequestTimeout, WsRespAsyn
 from hub.sdk.backoff import Backoff
 from hub.sdk.protocol import Frame, decode_frame, encode_request
+from hub.sdk.ws import Ws
 
 
 def _reply(msg_incr: str, data: object) -> Frame:
@@ -59,3 +63,47 @@ def test_config_derives_the_gateway_address() -> None:
     assert (openim.platform_id, openim.ws_addr, openim.log_level) == (7, "ws://h:2/ws", 10)
     with pytest.raises(ValueError):
         Config(platform_id=1, api_addr="ftp://h")
+
+
+class _DyingConn:
+    """A connection whose send fails as its reader gives up (the reader's fail_all comes
+    first): the interleaving of a socket closing under a request, made certain."""
+
+    def __init__(self, resp: WsRespAsyn) -> None:
+        self._resp = resp
+
+    async def send(self, text: str) -> None:
+        self._resp.fail_all(ConnectionLost("keepalive ping timeout"))
+        raise ConnectionLost("send on a closing socket")
+
+
+async def test_a_request_failing_on_both_sides_leaves_no_unretrieved_exception() -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        resp = WsRespAsyn()
+        ws = Ws(_DyingConn(resp), resp, asyncio.Queue())  # type: ignore[arg-type]
+        ws.reading = True
+        with pytest.raises(ConnectionLost, match="closing socket"):
+            await ws.send_req_wait_resp(1001, {})
+        gc.collect()  # the waiter is garbage now: an unseen exception would be reported
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert not reported, reported
+
+
+async def test_an_http_call_without_an_answer_is_a_request_timeout() -> None:
+    """A server that accepts and never answers: RequestTimeout (a TimeoutError), as a
+    request on the socket, not ConnectionLost."""
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    api = HttpApi(f"http://127.0.0.1:{port}", "alice", "token", timeout=0.3)
+    try:
+        with pytest.raises(RequestTimeout) as info:
+            await api.call("/user/get_users_info", {"userIDs": ["alice"]})
+        assert isinstance(info.value, TimeoutError)
+    finally:
+        await api.aclose()
+        server.close()

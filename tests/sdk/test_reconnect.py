@@ -118,6 +118,12 @@ async def test_kick_reaches_the_listener_and_stops_reconnecting(
     assert other.state is ConnState.CONNECTED
     assert other_rec.kicks == 0
 
+    # The kicked client logs in again with a new token, as on_kicked says: no logout()
+    # needed first (and it kicks `other` in turn).
+    await alice.login("alice", await sqlite_tenant.login("alice", 1))
+    assert alice.state is ConnState.CONNECTED
+    await other_rec.wait_for(lambda: other_rec.kicks == 1)
+
 
 async def test_refused_token_fails_login_and_leaves_nothing_running(
         sqlite_tenant: TenantHandle, make_client: ClientFactory) -> None:

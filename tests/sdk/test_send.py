@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from functools import partial
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +111,21 @@ async def test_send_while_disconnected_gives_up_at_its_timeout(
     alice.session.conn.abort()
     with pytest.raises(RequestTimeout):
         await alice.send_message(recv_id="bob", content=text(1), timeout=0.5)
+
+
+async def test_two_devices_sharing_a_data_dir_each_get_every_message(
+        sqlite_tenant: TenantHandle, make_client: ClientFactory, tmp_path: Path) -> None:
+    """Each platform keeps its own local store: a shared data_dir (the default one, say)
+    does not split one user's messages between the devices."""
+    srv = sqlite_tenant.server
+    alice_tok, bob_tok = await sqlite_tenant.users("alice", "bob")
+    phone_tok = await sqlite_tenant.login("bob", platform_id=2)
+    shared = tmp_path / "shared"
+    _, desk = await make_client(srv, "bob", bob_tok, platform_id=1, data_dir=shared)
+    _, phone = await make_client(srv, "bob", phone_tok, platform_id=2, data_dir=shared)
+    alice, _ = await make_client(srv, "alice", alice_tok)
+    for i in range(3):
+        await alice.send_message(recv_id="bob", content=text(i))
+    conv = single_conversation_id("alice", "bob")
+    for device in (desk, phone):
+        await device.wait_for(lambda d=device: d.seqs(conv) == [1, 2, 3])
