@@ -16,9 +16,9 @@ URL = Annotated[str, StringConstraints(max_length=1024)]
 # Seqs and times are stored in 64-bit columns: a larger number is the client's 1001, not
 # the database driver's overflow.
 MAX_INT64 = 2**63 - 1
-Seq = Annotated[int, Field(ge=0, le=MAX_INT64)]
+Seq = Annotated[int, Field(ge=0, le=MAX_INT64)]  # a seq bound (begin, end)
+Millis = Seq  # a unix-ms time: the same bound
 StoredSeq = Annotated[int, Field(ge=1, le=MAX_INT64)]  # a message's: seqs start at 1
-Millis = Annotated[int, Field(ge=0, le=MAX_INT64)]
 
 
 class Req(BaseModel):
