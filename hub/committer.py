@@ -68,6 +68,8 @@ _MAX_ATTEMPTS = 5
 _BEGIN = text("SELECT 1")
 # From this many writes a batch, its COMMIT may run in the event loop (hub/db/sqlite.py).
 _HURRY = 8
+# Conversations whose newest seq is remembered between batches (SQLite), at most.
+_KNOWN_SEQS = 100_000
 
 
 @dataclass(slots=True, eq=False)
@@ -77,6 +79,7 @@ class _Item:
     orm: bool
     changes_checks: bool
     future: asyncio.Future[tuple[Any, list[asyncio.Task[None]]]]
+    size: int = 1
     attempts: int = 0
     tx: Tx | None = None
     result: Any = None
@@ -102,6 +105,9 @@ class Committer:
         self._bus = bus
         self._writers = writers
         self._max_batch = max_batch
+        # The newest committed seq of conversations (hub/tx.py's Batch), while this
+        # process is the only writer (SQLite); forgotten after a write outside a batch.
+        self._known_seqs: dict[tuple[str, str], int] | None = {} if sqlite else None
         self._queue: asyncio.Queue[_Item] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._posts: set[asyncio.Task[None]] = set()
@@ -113,7 +119,7 @@ class Committer:
         self.on_checks_changed: Callable[[], None] | None = None
 
     async def write(self, ctx: Ctx, fn: WriteFn, *, orm: bool = True,
-                    changes_checks: bool = True) -> Any:
+                    changes_checks: bool = True, size: int = 1) -> Any:
         """Queue `fn` for the next batch; return its result once that batch has committed.
         `orm=False`: `fn` does not use the ORM (only tx.after and hub/db/fast.py
         statements), so on SQLite its savepoint can skip the ORM's bookkeeping.
@@ -121,7 +127,7 @@ class Committer:
         queue = self._queue if self._queue is not None else self._start()
         future: asyncio.Future[tuple[Any, list[asyncio.Task[None]]]] = (
             asyncio.get_running_loop().create_future())
-        queue.put_nowait(_Item(ctx, fn, orm, changes_checks, future))
+        queue.put_nowait(_Item(ctx, fn, orm, changes_checks, future, size))
         result, posts = await future
         for task in posts:
             # Shielded: a caller that goes away does not cancel another part's push.
@@ -206,20 +212,22 @@ class Committer:
                     # run on the driver directly would otherwise be its own transaction.
                     await session.execute(_BEGIN)
                 db = await fast.driver_of(session)
-                await self._run_items(batch, session, db)
+                shared = await self._run_items(batch, session, db)
             except Exception as exc:
                 await trans.rollback()
                 return self._failed(batch, exc)
             if db.sqlite is not None:
                 # A batch this big means writers queue up: commit in the loop if the disk
                 # is quick (hub/db/sqlite.py says why).
-                db.driver.hurry = len(batch) >= _HURRY
+                db.driver.hurry = sum(i.size for i in batch) >= _HURRY
             try:
                 await trans.commit()
             except Exception as exc:
                 # The commit itself failed: nothing of this batch is stored.
                 for item in batch:
                     item.tx, item.error = None, exc
+            else:
+                self._learn(shared)
         return batch, []
 
     async def _bare(self, engine: AsyncEngine, batch: list[_Item]
@@ -233,7 +241,7 @@ class Committer:
             assert db.sqlite is not None
             db.sqlite.execute(SQLITE_WRITER_BEGIN)
             try:
-                await self._run_items(batch, None, db)
+                shared = await self._run_items(batch, None, db)
             except BaseException as exc:
                 if db.sqlite.in_transaction:
                     db.sqlite.execute("ROLLBACK")
@@ -242,7 +250,7 @@ class Committer:
                         item.tx = item.result = None
                     raise
                 return self._failed(batch, exc)
-            db.driver.hurry = len(batch) >= _HURRY
+            db.driver.hurry = sum(i.size for i in batch) >= _HURRY
             try:
                 await db.driver.commit()
             except Exception as exc:
@@ -250,12 +258,21 @@ class Committer:
                     db.sqlite.execute("ROLLBACK")
                 for item in batch:
                     item.tx, item.error = None, exc
+            else:
+                self._learn(shared)
         return batch, []
 
-    @staticmethod
-    async def _run_items(batch: list[_Item], session: AsyncSession | None,
-                         db: fast.Driver) -> None:
-        shared = Batch()
+    def _learn(self, batch: Batch) -> None:
+        """Remember the seqs a committed batch wrote (SQLite only)."""
+        known = self._known_seqs
+        if known is not None:
+            if len(known) + len(batch.last_seqs) > _KNOWN_SEQS:
+                known.clear()  # rarely reached; a clear is simpler than an LRU
+            known.update(batch.last_seqs)
+
+    async def _run_items(self, batch: list[_Item], session: AsyncSession | None,
+                         db: fast.Driver) -> Batch:
+        shared = Batch(self._known_seqs)
         for item in batch:
             tx = Tx(session, item.ctx, db, shared)
             item.result = await item.fn(tx)
@@ -266,6 +283,7 @@ class Committer:
         if db.sqlite is not None:
             await shared.settle_outbox(db)
         await shared.flush(db)
+        return shared
 
     @staticmethod
     def _failed(batch: list[_Item], exc: Exception
@@ -286,6 +304,8 @@ class Committer:
 
     async def _careful(self, batch: list[_Item]) -> tuple[list[_Item], list[_Item]]:
         """Run the batch with a savepoint per write, so that a failing one fails alone."""
+        if self._known_seqs is not None:
+            self._known_seqs.clear()  # its writes allocate outside a Batch
         done: list[_Item] = []
         retry: list[_Item] = []
         async with self._sessions() as session:

@@ -60,6 +60,10 @@ class Hub:
         self.signals = Signals()
         self.notifier = Notifier(self)
         self.pusher = Pusher(self)
+        # Imported here: the send queue's domain modules import the Hub.
+        from .domain.send_queue import SendQueue
+
+        self.sends = SendQueue(self)
         self.committer = Committer(
             self.sessions, self.bus, sqlite=is_sqlite(db.url),
             max_batch=settings.commit.max_batch,
@@ -106,6 +110,7 @@ class Hub:
         if self.delivery is not None:
             self.committer.on_events = None
             await self.delivery.close()
+        await self.sends.drain()  # queued sends are stored and answered
         await self.pusher.drain()  # offline pushes still write through the committer
         await self.committer.close()
         await self.bus.close()
@@ -115,7 +120,7 @@ class Hub:
         await self.engine.dispose()
 
     async def write(self, ctx: Ctx, fn: Callable[[Tx], Awaitable[T]], *, orm: bool = True,
-                    changes_checks: bool = True) -> T:
+                    changes_checks: bool = True, size: int = 1) -> T:
         """Run `fn` in one transaction with its after-events; after the commit, hand the
         events to the bus and run the post-commit work `fn` registered.
 
@@ -127,7 +132,8 @@ class Hub:
         `changes_checks=False` that it changes no user, relation or group, so what sends
         check stays cached (hub/checks.py).
         """
-        result: T = await self.committer.write(ctx, fn, orm=orm, changes_checks=changes_checks)
+        result: T = await self.committer.write(ctx, fn, orm=orm, changes_checks=changes_checks,
+                                               size=size)
         return result
 
     async def run_in_transaction(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:

@@ -4,7 +4,10 @@ When the committer runs a batch whole (hub/committer.py), its writes share a `Ba
 rows written through `Tx.insert` and the outbox rows of `Tx.after` are inserted at the
 end of the batch, one executemany per statement, and a conversation's seqs are counted
 in memory after its first allocation in the batch (which takes the row's lock on
-PostgreSQL), its counter row set once at the end. A batch of sends thus costs one
+PostgreSQL), its counter row set once at the end. On SQLite, where the committer is the
+only writer, it also remembers each conversation's newest committed seq between batches,
+so a conversation it has seen needs no read at all: every seq must therefore be
+allocated through `Tx.allocate`. A batch of sends thus costs one
 statement per message and one per conversation, rather than four per message. A write
 run on its own (a savepoint per write) does all of it at once instead.
 """
@@ -43,12 +46,17 @@ _HAS_ENDPOINT = Statement(select(literal(1)).where(
 class Batch:
     """What the writes of one whole batch leave for its end (see the module docstring)."""
 
-    __slots__ = ("_rows", "_seqs", "undispatched")
+    __slots__ = ("_known", "_rows", "_seqs", "last_seqs", "undispatched")
 
-    def __init__(self) -> None:
+    def __init__(self, known_seqs: dict[tuple[str, str], int] | None = None) -> None:
         self._rows: dict[Statement, list[Params]] = {}
         # (tenant, conversation) -> [the last seq handed out, the last one stored]
         self._seqs: dict[tuple[str, str], list[int]] = {}
+        # The newest seq of conversations as committed, when the committer knows it (the
+        # only writer, on SQLite): a conversation found there needs no read of its counter.
+        self._known = known_seqs
+        # After `flush`: the newest seq of each conversation this batch wrote to.
+        self.last_seqs: dict[tuple[str, str], int] = {}
         # Whether it left outbox rows for the dispatcher (hub/webhooks/dispatch.py).
         self.undispatched = True
 
@@ -56,12 +64,16 @@ class Batch:
         self._rows.setdefault(stmt, []).extend(rows)
 
     async def allocate(self, db: On, tenant_id: str, conversation_id: str, n: int) -> int:
-        counter = self._seqs.get((tenant_id, conversation_id))
+        key = (tenant_id, conversation_id)
+        counter = self._seqs.get(key)
         if counter is None:
-            first = await allocate(db, tenant_id, conversation_id, n)
-            last = first + n - 1
-            self._seqs[(tenant_id, conversation_id)] = [last, last]
-            return first
+            stored = self._known.get(key) if self._known is not None else None
+            if stored is None:
+                first = await allocate(db, tenant_id, conversation_id, n)
+                last = first + n - 1
+                self._seqs[key] = [last, last]
+                return first
+            counter = self._seqs[key] = [stored, stored]
         counter[0] += n
         return counter[0] - n + 1
 
@@ -73,6 +85,7 @@ class Batch:
                  if last != stored]
         if moved:
             await SET_MAX_SEQ.many(db, moved)
+        self.last_seqs = {key: last for key, (last, _) in self._seqs.items()}
         self._rows, self._seqs = {}, {}
 
     async def settle_outbox(self, db: Driver) -> None:
@@ -120,13 +133,16 @@ class Tx:
         self._rows: list[dict[str, Any]] = []
         self._post: list[PostCommit] = []
 
-    def after(self, hook: Hook, payload: dict[str, Any], *, key: str | None = None) -> AfterEvent:
-        """Record an after-event; it becomes an outbox row of this transaction."""
+    def after(self, hook: Hook, payload: dict[str, Any], *, key: str | None = None,
+              ctx: Ctx | None = None) -> AfterEvent:
+        """Record an after-event; it becomes an outbox row of this transaction. `ctx`: the
+        action's, when one write stores several actions (a batch of sends)."""
+        ctx = ctx or self.ctx
         ev = AfterEvent(
             hook=hook,
             event_id=new_id("evt"),
-            tenant_id=self.ctx.tenant_id,
-            operation_id=self.ctx.operation_id,
+            tenant_id=ctx.tenant_id,
+            operation_id=ctx.operation_id,
             occurred_at=now_ms(),
             key=key if key is not None else str(payload.get(hook.key, "")),
             payload=payload,
@@ -162,11 +178,14 @@ class Tx:
         else:
             await stmt.many(self.db, rows)
 
-    async def allocate(self, conversation_id: str, n: int = 1) -> int:
-        """Reserve n seqs of a conversation of this tenant; return the first."""
+    async def allocate(self, conversation_id: str, n: int = 1, *,
+                       tenant_id: str | None = None) -> int:
+        """Reserve n seqs of a conversation of this tenant (or of `tenant_id`); return
+        the first."""
+        t = tenant_id or self.ctx.tenant_id
         if self._batch is not None:
-            return await self._batch.allocate(self.db, self.ctx.tenant_id, conversation_id, n)
-        return await allocate(self.db, self.ctx.tenant_id, conversation_id, n)
+            return await self._batch.allocate(self.db, t, conversation_id, n)
+        return await allocate(self.db, t, conversation_id, n)
 
     async def flush(self) -> None:
         """Insert the outbox rows recorded so far (or leave them to the batch). The

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import presence
-from ..domain import conversations, friends, group_members, groups, messages, users
+from ..domain import conversations, friends, group_members, groups, messages, sending, users
 from ..webhooks import config_routes as webhook_config
 from ..webhooks import endpoints as webhook_endpoints
 from ..webhooks import replay as webhook_replay
@@ -15,6 +15,7 @@ ROUTES: list[Route] = [
     *friends.router.routes,
     *groups.router.routes,
     *group_members.router.routes,
+    *sending.router.routes,
     *messages.router.routes,
     *conversations.router.routes,
     *webhook_config.router.routes,

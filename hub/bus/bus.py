@@ -109,6 +109,17 @@ class Bus:
             await p.prepare(tenant_id)
         return any(h.wants(hook, tenant_id) for h in handlers)
 
+    def calls_before_now(self, hook: Hook, tenant_id: str) -> bool | None:
+        """`calls_before` without waiting: None when a handler has yet to load the
+        tenant's settings (`Handler.prepared`)."""
+        handlers = self._before.get(hook.name)
+        if not handlers:
+            return False
+        for p in self._preparers:
+            if not p.prepared(tenant_id):
+                return None
+        return any(h.wants(hook, tenant_id) for h in handlers)
+
     async def _call(self, h: Handler, call: BeforeCall) -> Verdict | None:
         """One handler under its timeout. None means 'failed, but go on'."""
         start = time.perf_counter()

@@ -70,6 +70,11 @@ class Handler:
         settings differ per tenant (webhooks) loads them here, so the sync methods below
         can answer from memory."""
 
+    def prepared(self, tenant_id: str) -> bool:
+        """Whether the sync methods can answer for `tenant_id` without `prepare` first (a
+        handler that overrides `prepare` says; a refresh that is due may start here)."""
+        return True
+
     def priority_for(self, tenant_id: str) -> int:
         """Per-tenant priority; the bus re-sorts per call only if a handler overrides this."""
         return self.priority

@@ -30,11 +30,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
-from ..bus import Handler, Hook, hook
+from ..bus import Hook, hook
 from ..bus.bus import Drop
 from ..context import Ctx
 from ..errors import ApiError
@@ -46,6 +46,16 @@ if TYPE_CHECKING:
 
 Origin = tuple[str, int, str]
 Msg = dict[str, Any]
+
+
+class Sent(Protocol):
+    """A committed send (hub/domain/send_queue.py's Outgoing)."""
+
+    ctx: Ctx
+    wire: Msg
+    recipients: list[str]
+    origin: Origin | None
+    offline_here: bool  # its afterOfflinePush was written with it
 
 BEFORE_ONLINE = hook("beforeOnlinePush")
 BEFORE_OFFLINE = hook("beforeOfflinePush")
@@ -76,21 +86,52 @@ class Pusher:
         """The afterOfflinePush event of `msg` for its recipients offline now, to be
         written with the message when no beforeOfflinePush handler would see it; None
         when everyone is online."""
-        sender = msg["sendID"]
-        others = [u for u in dict.fromkeys(recipients) if u != sender]
-        online = self._hub.presence.online_user_ids(tenant_id, others) if others else set()
-        offline = [u for u in others if u not in online]
+        sender, is_online = msg["sendID"], self._hub.presence.is_online
+        offline = [u for u in dict.fromkeys(recipients)
+                   if u != sender and not is_online(tenant_id, u)]
         if not offline:
             return None
         payload = _push_payload(msg, offline)
         info = OfflinePushInfo.model_validate(payload.get("offlinePushInfo") or {})
         return {**payload, "offlinePushInfo": info.model_dump()}
 
-    def message_stored(self, ctx: Ctx, msg: Msg, recipients: Iterable[str],
-                       origin: Origin | None, *, offline_written: bool = False) -> None:
-        """Push a committed chat message (`msg` in wire form) to `recipients`, the sender
-        included, and start its offline push (unless `offline_written`: its
-        afterOfflinePush event was written with it)."""
+    def messages_stored(self, sent: Iterable[Sent]) -> None:
+        """Push committed chat messages, in commit order, to their recipients, the sender
+        included, and start their offline pushes (unless written with them).
+
+        The messages of one sending connection go to each user in one frame, until a
+        message of one of their conversations comes from another connection: then what
+        is gathered leaves first, so a conversation's messages arrive in seq order."""
+        gathered: dict[tuple[str, Origin | None], dict[str, list[Msg]]] = {}
+        owner: dict[str, tuple[str, Origin | None]] = {}  # conversation -> its gathering
+        for s in sent:
+            msg, t = s.wire, s.ctx.tenant_id
+            users = self._direct(s.ctx, msg, s.recipients, s.origin, s.offline_here)
+            if not users:
+                continue
+            key = (t, s.origin)
+            conv = msg["conversationID"]
+            if owner.setdefault(conv, key) != key:
+                self._send_gathered(gathered)
+                gathered.clear()
+                owner = {conv: key}
+            by_user = gathered.setdefault(key, {})
+            for u in users:
+                by_user.setdefault(u, []).append(msg)
+        self._send_gathered(gathered)
+
+    def _send_gathered(self, gathered: dict[tuple[str, Origin | None], dict[str, list[Msg]]]
+                       ) -> None:
+        for (t, origin), by_user in gathered.items():
+            # Users given the same messages share one list: the gateway encodes it once.
+            lists: dict[tuple[int, ...], list[Msg]] = {}
+            for u, msgs in by_user.items():
+                by_user[u] = lists.setdefault(tuple(map(id, msgs)), msgs)
+            self._hub.signals.messages_stored(t, by_user, origin)
+
+    def _direct(self, ctx: Ctx, msg: Msg, recipients: Iterable[str], origin: Origin | None,
+                offline_written: bool) -> list[str]:
+        """The users `msg` goes to now; what waits for a push hook starts in a task."""
         hub, t = self._hub, ctx.tenant_id
         sender = msg["sendID"]
         users = list(dict.fromkeys(recipients))
@@ -100,17 +141,15 @@ class Pusher:
         # send usually wrote the offline push already and asked presence then.
         online = (hub.presence.online_user_ids(t, others)
                   if hooked or (others and not offline_written) else set())
+        direct = users
         if online and hooked:
-            if sender in users:
-                hub.signals.messages_stored(t, {sender: [msg]}, origin)
             self._spawn(self._online(ctx, msg, [u for u in others if u in online], origin))
-        else:
-            one = [msg]  # one list for all: the gateway encodes the frame once
-            hub.signals.messages_stored(t, dict.fromkeys(users, one), origin)
+            direct = [sender] if sender in users else []
         if not offline_written:
             offline = [u for u in others if u not in online]
             if offline:
                 self._spawn(self._offline(ctx, msg, offline))
+        return direct
 
     async def drain(self) -> None:
         """Wait for pushes in flight (shutdown, tests)."""
@@ -118,8 +157,8 @@ class Pusher:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def _hooked(self, hk: Hook, tenant_id: str) -> bool:
-        return any(type(h).before is not Handler.before and h.wants(hk, tenant_id)
-                   for h in self._hub.bus.handlers)
+        # Not known yet (a webhook config not read) counts as hooked: the hook decides.
+        return self._hub.bus.calls_before_now(hk, tenant_id) is not False
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)

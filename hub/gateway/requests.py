@@ -6,8 +6,10 @@ heartbeat), up to `_MAX_INFLIGHT`; past that the reader waits for one to finish,
 client that floods gets TCP backpressure, not an unbounded pile of tasks. Each reply is
 queued on the connection's single writer.
 
-The `data` of 1002 and 1003 is validated with the request models of
-hub/domain/messages.py, exactly as over HTTP; `userID` and `sendID` default to the
+A SendMsg that needs nothing read or asked first (hub/domain/sending.py's `send_now`)
+runs no task: its ack is written when its batch commits. The `data` of 1002 and 1003
+is validated with the request models of hub/domain/messages.py and sending.py, exactly
+as over HTTP; `userID` and `sendID` default to the
 connection's user, and naming another user is 1002 (a user token acts as itself only).
 Logout replies, then closes this connection; the token stays valid (OpenIM's logout
 ends the session on this device, it does not revoke the login: /auth/force_logout does).
@@ -40,6 +42,7 @@ Handler = Callable[["Hub", Ctx, Connection, dict[str, Any]], Awaitable[Any]]
 
 
 _messages_module: Any = None
+_sending_module: Any = None
 
 
 def _messages() -> Any:
@@ -50,6 +53,15 @@ def _messages() -> Any:
 
         _messages_module = messages
     return _messages_module
+
+
+def _sending() -> Any:
+    global _sending_module  # as `_messages`
+    if _sending_module is None:
+        from ..domain import sending
+
+        _sending_module = sending
+    return _sending_module
 
 
 async def _newest_seq(hub: Hub, ctx: Ctx, conn: Connection, data: dict[str, Any]) -> Any:
@@ -65,10 +77,13 @@ async def _pull(hub: Hub, ctx: Ctx, conn: Connection, data: dict[str, Any]) -> A
 
 
 async def _send(hub: Hub, ctx: Ctx, conn: Connection, data: dict[str, Any]) -> Any:
-    m = _messages()
+    m = _sending()
     req = m.SendMsgReq.model_validate({"sendID": conn.user_id, **data})
-    return await m.send_msg(hub, ctx, req, origin=(conn.user_id, conn.platform_id,
-                                                   conn.conn_id))
+    return await m.send_msg(hub, ctx, req, origin=_origin(conn))
+
+
+def _origin(conn: Connection) -> tuple[str, int, str]:
+    return (conn.user_id, conn.platform_id, conn.conn_id)
 
 
 _HANDLERS: dict[int, Handler] = {
@@ -82,6 +97,16 @@ def _validation_msg(exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"]) or "data"
     return f"data.{loc}: {err['msg']}"
+
+
+def _error(exc: BaseException, conn: Connection, req: Request) -> tuple[int, str]:
+    """A failed request's errCode and errMsg."""
+    if isinstance(exc, ValidationError):
+        return 1001, _validation_msg(exc)
+    if isinstance(exc, ApiError):
+        return exc.code, exc.msg
+    log.error("request %s on %r", req.req_identifier, conn, exc_info=exc)
+    return 500, "internal error"
 
 
 class Requests:
@@ -100,6 +125,9 @@ class Requests:
             conn.write(frames.reply(req.req_identifier, req.msg_incr, req.operation_id))
             conn.close(1000, "logged out")
             return None
+        if (req.req_identifier == ReqID.SEND_MSG and conn.inflight < _MAX_INFLIGHT
+                and self._send_now(conn, req)):
+            return None
         conn.inflight += 1
         run = self._run(conn, req)
         if conn.inflight > _MAX_INFLIGHT:
@@ -109,20 +137,50 @@ class Requests:
         task.add_done_callback(self._tasks.discard)
         return None
 
+    def _send_now(self, conn: Connection, req: Request) -> bool:
+        """A SendMsg that needs nothing read or asked first goes from here to the send
+        queue, and its ack is written when its batch commits: no task, no future
+        (hub/domain/sending.py, send_queue.py). False for the rest, which `_run`."""
+        m = _sending()
+        try:
+            send = m.SendMsgReq.model_validate({"sendID": conn.user_id, **req.data})
+        except ValidationError:
+            return False  # answered by `_run`, as any other request's
+        conn.inflight += 1
+        done = _answerer(conn, req)
+        try:
+            if m.send_now(self._hub, _ctx(conn, req), send, done, origin=_origin(conn)):
+                return True
+        except Exception as exc:
+            done(None, exc)
+            return True
+        conn.inflight -= 1
+        return False
+
     async def _run(self, conn: Connection, req: Request) -> None:
         logs.operation_id.set(req.operation_id)
-        ctx = Ctx(Actor(conn.tenant_id, conn.user_id, conn.platform_id), req.operation_id)
         code, msg, data = 0, "", None
         try:
-            data = await _HANDLERS[req.req_identifier](self._hub, ctx, conn, req.data)
-        except ValidationError as exc:
-            code, msg = 1001, _validation_msg(exc)
-        except ApiError as exc:
-            code, msg = exc.code, exc.msg
-        except Exception:
-            log.exception("request %s on %r", req.req_identifier, conn)
-            code, msg = 500, "internal error"
+            data = await _HANDLERS[req.req_identifier](self._hub, _ctx(conn, req), conn,
+                                                       req.data)
+        except Exception as exc:
+            code, msg = _error(exc, conn, req)
         finally:
             conn.inflight -= 1
         conn.write(frames.reply(req.req_identifier, req.msg_incr, req.operation_id,
                                 err_code=code, err_msg=msg, data=data))
+
+
+def _ctx(conn: Connection, req: Request) -> Ctx:
+    return Ctx(Actor(conn.tenant_id, conn.user_id, conn.platform_id), req.operation_id)
+
+
+def _answerer(conn: Connection, req: Request) -> Callable[[Any, BaseException | None], None]:
+    """What answers a request once its outcome is known, outside a task of its own."""
+    def done(data: Any, exc: BaseException | None) -> None:
+        conn.inflight -= 1
+        code, msg = _error(exc, conn, req) if exc is not None else (0, "")
+        conn.write(frames.reply(req.req_identifier, req.msg_incr, req.operation_id,
+                                err_code=code, err_msg=msg, data=data))
+
+    return done

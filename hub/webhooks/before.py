@@ -80,6 +80,9 @@ class WebhookHandler(Handler):
     async def prepare(self, tenant_id: str) -> None:
         await self._configs.get(tenant_id)
 
+    def prepared(self, tenant_id: str) -> bool:
+        return self._configs.get_now(tenant_id) is not None
+
     def wants(self, hook: Hook, tenant_id: str) -> bool:
         if self._configs.cached(tenant_id) is None:
             return True  # not loaded (a bus that skips prepare): `before` decides

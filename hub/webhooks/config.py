@@ -418,10 +418,16 @@ class WebhookConfigs:
 
     async def get(self, tenant_id: str) -> TenantWebhooks:
         """The tenant's config; seeded from a file on first use if it has none."""
-        entry = self._cache.get(tenant_id)
+        entry = self.get_now(tenant_id)
         if entry is None:
             return await asyncio.shield(self._load_once(tenant_id))
-        if time.monotonic() - entry.loaded_at >= self._refresh_after:
+        return entry
+
+    def get_now(self, tenant_id: str) -> TenantWebhooks | None:
+        """`get` without waiting: None when the tenant's config was never read. A re-read
+        that is due starts in the background, as with `get`."""
+        entry = self._cache.get(tenant_id)
+        if entry is not None and time.monotonic() - entry.loaded_at >= self._refresh_after:
             self._load_once(tenant_id)
         return entry
 

@@ -297,6 +297,37 @@ async def test_wants_skips_a_handler_for_hooks_it_does_not_take() -> None:
     assert only.seen == []
 
 
+async def test_calls_before_now_answers_without_waiting_once_the_tenant_is_prepared() -> None:
+    # A handler with per-tenant settings (a webhook) loads them in `prepare`; until it
+    # has, the sync question cannot be answered and the caller must take the waiting way.
+    class PerTenant(Fn):
+        def __init__(self) -> None:
+            super().__init__("per-tenant")
+            self.loaded: dict[str, set[str]] = {}
+
+        async def prepare(self, tenant_id: str) -> None:
+            self.loaded[tenant_id] = {"beforeAddFriend"} if tenant_id == "t1" else set()
+
+        def prepared(self, tenant_id: str) -> bool:
+            return tenant_id in self.loaded
+
+        def wants(self, hk: Any, tenant_id: str) -> bool:
+            return hk.name in self.loaded.get(tenant_id, {hk.name})
+
+    bus = Bus([PerTenant()])
+    assert bus.calls_before_now(ADD_FRIEND, "t1") is None
+    assert bus.calls_before_now(UPDATE_USER, "t1") is None
+    assert await bus.calls_before(ADD_FRIEND, "t1") is True
+    assert bus.calls_before_now(ADD_FRIEND, "t1") is True
+    assert bus.calls_before_now(UPDATE_USER, "t1") is False
+    assert bus.calls_before_now(ADD_FRIEND, "t2") is None
+    assert await bus.calls_before(ADD_FRIEND, "t2") is False
+    assert bus.calls_before_now(ADD_FRIEND, "t2") is False
+    # Handlers without per-tenant settings answer at once; a bus without any, False.
+    assert Bus([Fn("plain")]).calls_before_now(ADD_FRIEND, "t3") is True
+    assert Bus([Observer("after-only")]).calls_before_now(ADD_FRIEND, "t3") is False
+
+
 def _event(n: int = 1) -> AfterEvent:
     return AfterEvent(hook=AFTER_ADD_FRIEND, event_id=f"evt{n}", tenant_id="t1",
                       operation_id="op1", occurred_at=1, key="a",

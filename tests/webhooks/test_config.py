@@ -543,6 +543,30 @@ async def test_another_nodes_write_shows_after_the_refresh_interval(
         await node.close()
 
 
+async def test_get_now_never_waits_and_starts_a_due_refresh(
+        sqlite_database: Database, make_server: MakeServer) -> None:
+    # What a send asks on its way without a task (hub/domain/sending.py): a config never
+    # read is None (the send then takes the waiting way, which reads it); a stale one is
+    # served while it is read again behind.
+    srv = await make_server(settings_for(sqlite_database))
+    t = await new_tenant(srv)
+    node = WebhookConfigs(srv.hub.sessions, WebhookSettings(), refresh_after=0.05)
+    assert node.get_now(t.tenant_id) is None
+    await asyncio.sleep(0.1)
+    assert node.get_now(t.tenant_id) is None  # asking did not load it
+    assert (await node.get(t.tenant_id)).config is None
+    await srv.ok("/webhook/set_config", {"config": {"afterAddFriend": {"enable": True}}},
+                 t.admin)
+    for _ in range(200):
+        entry = node.get_now(t.tenant_id)
+        assert entry is not None
+        if entry.config is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert entry.config is not None and entry.config.after("afterAddFriend") is not None
+    await node.close()
+
+
 def test_the_example_file_is_valid_and_names_every_hook() -> None:
     from hub.bus.catalogue import HOOKS
 

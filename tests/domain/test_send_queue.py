@@ -1,0 +1,93 @@
+"""The send queue (hub/domain/send_queue.py) on a real database, driven in-process so
+that a test decides what shares a batch: a failing send fails alone and seqs stay
+gap-free after it, and closing the hub stores and answers every queued send."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from hub.context import Actor, Ctx
+from hub.core import Hub
+from hub.domain.sending import SendMsgReq, send_msg
+from hub.domain.users import RegisterReq, user_register
+from hub.tenants import create_tenant
+from tests.conftest import Database, settings_for
+from tests.domain.test_messages import single
+
+
+async def _started(db: Database) -> tuple[Hub, Ctx]:
+    """A hub without a server, a tenant with users alice and bob, and its admin's Ctx."""
+    hub = Hub(settings_for(db, webhooks={"delivery": {"enabled": False}}))
+    await hub.start()
+    async with hub.sessions() as s, s.begin():
+        tenant_id = (await create_tenant(s, "queue")).tenant_id
+    ctx = Ctx(Actor(tenant_id), "op-queue")
+    await user_register(hub, ctx, RegisterReq.model_validate(
+        {"users": [{"userID": "alice"}, {"userID": "bob"}]}))
+    return hub, ctx
+
+
+@pytest.fixture
+async def hub(sqlite_database: Database) -> AsyncIterator[tuple[Hub, Ctx]]:
+    hub, ctx = await _started(sqlite_database)
+    try:
+        yield hub, ctx
+    finally:
+        await hub.close()
+
+
+def _send(hub: Hub, ctx: Ctx, body: str, **extra: Any) -> asyncio.Task[dict[str, Any]]:
+    return asyncio.create_task(send_msg(hub, ctx, SendMsgReq.model_validate(
+        single("alice", "bob", body, **extra))))
+
+
+async def test_a_failing_send_fails_alone_and_the_next_batch_gets_the_next_seq(
+        hub: tuple[Hub, Ctx]) -> None:
+    h, ctx = hub
+    first = await _send(h, ctx, "first", clientMsgID="c-1")
+    # One batch (queued before it is written): a resend among new sends. Its write fails
+    # whole on the unique clientMsgID; each send is written again on its own, so the new
+    # ones are stored with their seqs and the resend is answered from the first send.
+    sends = [_send(h, ctx, "again", clientMsgID="c-1"),
+             *(_send(h, ctx, f"m{i}", clientMsgID=f"n-{i}") for i in range(6))]
+    answers = await asyncio.gather(*sends)
+    assert answers[0] == first
+    assert sorted(a["seq"] for a in answers[1:]) == [2, 3, 4, 5, 6, 7]
+    # Those writes allocated their seqs outside a batch: the committer, which remembers
+    # each conversation's newest seq on SQLite, must have forgotten it, or the next send
+    # would be handed seq 2 again.
+    assert (await _send(h, ctx, "next"))["seq"] == 8
+    assert (await _send(h, ctx, "and next"))["seq"] == 9
+
+
+async def test_closing_the_hub_stores_and_answers_every_queued_send(
+        sqlite_database: Database) -> None:
+    hub, ctx = await _started(sqlite_database)
+    try:
+        # The first send reads what a send checks; the rest find it kept and are queued
+        # at once, without waiting for anything.
+        await _send(hub, ctx, "first")
+        sends = [_send(hub, ctx, f"m{i}") for i in range(15)]
+        for _ in range(3):  # these are queued, and their batch goes to the group commit
+            await asyncio.sleep(0)
+        sends += [_send(hub, ctx, f"m{i}") for i in range(15, 30)]  # queued behind it
+        await asyncio.sleep(0)
+        assert not any(s.done() for s in sends)
+    finally:
+        await hub.close()
+    # Closing waited for them: nothing is written after the hub has closed.
+    assert all(s.done() for s in sends)
+    assert sorted(s.result()["seq"] for s in sends) == list(range(2, 32))
+    path = sqlite_database.url.split(":///", 1)[1]
+    with sqlite3.connect(path) as db:
+        seqs = [r[0] for r in db.execute(
+            "SELECT seq FROM messages WHERE conversation_id = 'si_alice_bob' ORDER BY seq")]
+        events = db.execute("SELECT count(*) FROM events WHERE callback_command = "
+                            "'callbackAfterSendSingleMsgCommand'").fetchone()[0]
+    assert seqs == list(range(1, 32))
+    assert events == 31
