@@ -104,9 +104,14 @@ class Pusher:
         is gathered leaves first, so a conversation's messages arrive in seq order."""
         gathered: dict[tuple[str, Origin | None], dict[str, list[Msg]]] = {}
         owner: dict[str, tuple[str, Origin | None]] = {}  # conversation -> its gathering
+        hooked: dict[str, bool] = {}  # tenant -> whether beforeOnlinePush is asked
         for s in sent:
             msg, t = s.wire, s.ctx.tenant_id
-            users = self._direct(s.ctx, msg, s.recipients, s.origin, s.offline_here)
+            online_hook = hooked.get(t)
+            if online_hook is None:
+                online_hook = hooked[t] = self._hooked(BEFORE_ONLINE, t)
+            users = self._direct(s.ctx, msg, s.recipients, s.origin, s.offline_here,
+                                 online_hook)
             if not users:
                 continue
             key = (t, s.origin)
@@ -130,13 +135,13 @@ class Pusher:
             self._hub.signals.messages_stored(t, by_user, origin)
 
     def _direct(self, ctx: Ctx, msg: Msg, recipients: Iterable[str], origin: Origin | None,
-                offline_written: bool) -> list[str]:
+                offline_written: bool, online_hook: bool) -> list[str]:
         """The users `msg` goes to now; what waits for a push hook starts in a task."""
         hub, t = self._hub, ctx.tenant_id
         sender = msg["sendID"]
         users = list(dict.fromkeys(recipients))
         others = [u for u in users if u != sender]
-        hooked = bool(others) and self._hooked(BEFORE_ONLINE, t)
+        hooked = bool(others) and online_hook
         # Who is online matters only to an online-push hook and to the offline push; the
         # send usually wrote the offline push already and asked presence then.
         online = (hub.presence.online_user_ids(t, others)
