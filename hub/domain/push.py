@@ -103,7 +103,8 @@ class Pusher:
         message of one of their conversations comes from another connection: then what
         is gathered leaves first, so a conversation's messages arrive in seq order."""
         gathered: dict[tuple[str, Origin | None], dict[str, list[Msg]]] = {}
-        owner: dict[str, tuple[str, Origin | None]] = {}  # conversation -> its gathering
+        # (tenant, conversation) -> the gathering that holds its messages
+        owner: dict[tuple[str, str], tuple[str, Origin | None]] = {}
         hooked: dict[str, bool] = {}  # tenant -> whether beforeOnlinePush is asked
         for s in sent:
             msg, t = s.wire, s.ctx.tenant_id
@@ -115,7 +116,7 @@ class Pusher:
             if not users:
                 continue
             key = (t, s.origin)
-            conv = msg["conversationID"]
+            conv = (t, msg["conversationID"])
             if owner.setdefault(conv, key) != key:
                 self._send_gathered(gathered)
                 gathered.clear()
