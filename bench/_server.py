@@ -82,6 +82,32 @@ def run_imhub(
                 proc.wait()
 
 
+PG_URL = os.environ.get("IMHUB_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+@contextlib.contextmanager
+def pg_schema() -> Iterator[tuple[str, dict[str, Any]]]:
+    """A PostgreSQL schema of its own for one server: (database URL, hub.yml keys),
+    dropped after."""
+    import secrets
+
+    from hub.db.engine import create_engine
+
+    schema = "bench_" + secrets.token_hex(4)
+
+    async def run(sql: str) -> None:
+        engine = create_engine(PG_URL)
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(sql)
+        await engine.dispose()
+
+    asyncio.run(run(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield PG_URL, {"database": {"schema": schema}}
+    finally:
+        asyncio.run(run(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of process `pid` so far, all threads (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

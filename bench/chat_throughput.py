@@ -4,6 +4,7 @@ settings), next to a bare WebSocket echo server's rate measured in the same run.
 
     .venv/bin/python bench/chat_throughput.py [--pairs 50] [--window 4] [--seconds 5]
                                               [--paced-rate 1000] [--paced-seconds 5]
+                                              [--floors] [--postgres]
 
 - Throughput: each sender keeps `window` SendMsg (1003) frames in flight and counts
   acks; a message counts once acked (so committed). Receivers count their 2001 pushes.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import statistics
 import sys
@@ -43,7 +45,7 @@ from websockets.asyncio.client import ClientConnection, connect
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _baseline import run_uvicorn_receiver
-from _server import Imhub, JsonClient, cpu_seconds, run_imhub
+from _server import PG_URL, Imhub, JsonClient, cpu_seconds, pg_schema, run_imhub
 
 _TEXT = orjson.dumps({"content": "hello there, this is a chat message"}).decode()
 
@@ -237,15 +239,25 @@ def main() -> None:
                     help="also measure the relay and minimal-store floors (bench/_floor.py)")
     ap.add_argument("--without-delivery", action="store_true",
                     help="turn the webhook delivery workers off, to see their share")
+    ap.add_argument("--postgres", action="store_true",
+                    help=f"imhub on PostgreSQL ($IMHUB_TEST_PG_URL, default {PG_URL}), in a "
+                         "schema of its own, instead of SQLite")
     args = ap.parse_args()
-    config = ({"webhooks": {"delivery": {"enabled": False}}} if args.without_delivery
-              else None)
+    if args.postgres and args.floors:
+        ap.error("--floors measure SQLite floors: not with --postgres")
+    config: dict[str, Any] = ({"webhooks": {"delivery": {"enabled": False}}}
+                              if args.without_delivery else {})
 
     # The echo is measured before and after the rest, and the two averaged: these
     # machines change speed within minutes, and one echo taken first would tilt the ratio.
     with run_uvicorn_receiver("chat_throughput:echo_app") as port:
         echoes = [asyncio.run(_measure_echo(port, args))]
-    with run_imhub(config) as hub:
+    with contextlib.ExitStack() as stack:
+        url = None
+        if args.postgres:
+            url, keys = stack.enter_context(pg_schema())
+            config = {**config, **keys}
+        hub = stack.enter_context(run_imhub(config, database_url=url))
         out = asyncio.run(_measure_imhub(hub, args))
     floors = {}
     for floor in ("relay", "store") if args.floors else ():
@@ -258,7 +270,8 @@ def main() -> None:
     rate = out["rate"]
     print(f"pairs={args.pairs} window={args.window} seconds={args.seconds}"
           f"{' (webhook delivery off)' if args.without_delivery else ''}")
-    print(f"imhub chat:       {rate:8.0f} messages/s (stored, seq'd, afterSendSingleMsg)")
+    print(f"imhub chat:       {rate:8.0f} messages/s (stored, seq'd, afterSendSingleMsg; "
+          f"{'PostgreSQL' if args.postgres else 'SQLite'})")
     print(f"bare WS echo:     {echo:8.0f} frames/s (baseline, same client; the mean of "
           f"{echoes[0]:.0f} before and {echoes[1]:.0f} after)")
     print(f"ratio:            {rate / echo:8.1%} of the echo rate")

@@ -52,6 +52,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from . import metrics
 from .bus import Bus
 from .context import Ctx
 from .db import fast
@@ -88,9 +89,13 @@ class _Item:
 
 
 def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, DBAPIError) and (
-        getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    ) in _RETRY_STATES
+    """A deadlock or serialization failure (counted): worth another try."""
+    if isinstance(exc, DBAPIError) and (
+            getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    ) in _RETRY_STATES:
+        metrics.commit_conflicts_total.inc()
+        return True
+    return False
 
 
 class Committer:
@@ -292,12 +297,13 @@ class Committer:
         write's own outcome."""
         for other in batch:
             other.tx = other.result = None
+        retryable = _retryable(exc)
         if len(batch) > 1:
             return None, []
         # A write alone: its error is its own, no need to run it again.
         item = batch[0]
         item.attempts += 1
-        if _retryable(exc) and item.attempts < _MAX_ATTEMPTS:
+        if retryable and item.attempts < _MAX_ATTEMPTS:
             return [], [item]
         item.error = exc
         return [item], []

@@ -24,3 +24,7 @@ oldest_pending_seconds = Gauge("imhub_delivery_oldest_pending_seconds",
                                registry=REGISTRY)
 online_connections = Gauge("imhub_online_connections", "Open WebSocket connections on this node",
                            registry=REGISTRY)
+commit_conflicts_total = Counter(
+    "imhub_commit_conflicts_total",
+    "Group-commit transactions PostgreSQL aborted for a deadlock or serialization failure "
+    "(their writes run again)", registry=REGISTRY)
