@@ -67,7 +67,8 @@ WriteFn = Callable[[Tx], Awaitable[Any]]
 _RETRY_STATES = frozenset({"40P01", "40001"})
 _MAX_ATTEMPTS = 5
 _BEGIN = text("SELECT 1")
-# From this many writes a batch, its COMMIT may run in the event loop (hub/db/sqlite.py).
+# From this many actions a batch (writes, counted by their `size`), its COMMIT may run in
+# the event loop (hub/db/sqlite.py).
 _HURRY = 8
 # Conversations whose newest seq is remembered between batches (SQLite), at most.
 _KNOWN_SEQS = 100_000
@@ -128,7 +129,8 @@ class Committer:
         """Queue `fn` for the next batch; return its result once that batch has committed.
         `orm=False`: `fn` does not use the ORM (only tx.after and hub/db/fast.py
         statements), so on SQLite its savepoint can skip the ORM's bookkeeping.
-        `changes_checks=False`: `fn` changes nothing that a send checks (hub/checks.py)."""
+        `changes_checks=False`: `fn` changes nothing that a send checks (hub/checks.py).
+        `size`: how many actions `fn` writes (a batch of sends), for where the COMMIT runs."""
         queue = self._queue if self._queue is not None else self._start()
         future: asyncio.Future[tuple[Any, list[asyncio.Task[None]]]] = (
             asyncio.get_running_loop().create_future())

@@ -130,7 +130,8 @@ class Hub:
         through `tx` and may run more than once. `orm=False` promises that `fn` leaves
         the ORM alone (on SQLite its batch then runs without an ORM session);
         `changes_checks=False` that it changes no user, relation or group, so what sends
-        check stays cached (hub/checks.py).
+        check stays cached (hub/checks.py); `size` how many actions `fn` writes (a batch
+        of sends), which decides where a busy SQLite COMMIT runs.
         """
         result: T = await self.committer.write(ctx, fn, orm=orm, changes_checks=changes_checks,
                                                size=size)

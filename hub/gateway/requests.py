@@ -9,8 +9,8 @@ queued on the connection's single writer.
 A SendMsg that needs nothing read or asked first (hub/domain/sending.py's `send_now`)
 runs no task: its ack is written when its batch commits. The `data` of 1002 and 1003
 is validated with the request models of hub/domain/messages.py and sending.py, exactly
-as over HTTP; `userID` and `sendID` default to the
-connection's user, and naming another user is 1002 (a user token acts as itself only).
+as over HTTP; `userID` and `sendID` default to the connection's user, and naming
+another user is 1002 (a user token acts as itself only).
 Logout replies, then closes this connection; the token stays valid (OpenIM's logout
 ends the session on this device, it does not revoke the login: /auth/force_logout does).
 """
@@ -105,7 +105,9 @@ def _error(exc: BaseException, conn: Connection, req: Request) -> tuple[int, str
         return 1001, _validation_msg(exc)
     if isinstance(exc, ApiError):
         return exc.code, exc.msg
-    log.error("request %s on %r", req.req_identifier, conn, exc_info=exc)
+    # The operationID given: a send answered outside a task has no context of its own.
+    log.error("request %s on %r", req.req_identifier, conn, exc_info=exc,
+              extra={"operationID": req.operation_id})
     return 500, "internal error"
 
 
