@@ -59,6 +59,11 @@ Answer = dict[str, Any]  # {serverMsgID, clientMsgID, sendTime, seq}
 # Called once per send: with its answer, or with the error it failed with.
 Done = Callable[[Answer | None, BaseException | None], None]
 
+# Turns of the event loop a batch waits before it is taken: in A/B runs of the chat
+# benchmark 3 beat 1 (11,900 against 11,000 messages/s) and 5 or 8 (larger batches
+# whose COMMIT grew slow enough to go to the commit thread).
+_TURNS = 3
+
 # server_msg_id, seq, send_time of the earlier send with this clientMsgID (a unique index)
 _FIRST_SEND = Statement(select(Message.server_msg_id, Message.seq, Message.send_time).where(
     Message.tenant_id == bindparam("t"), Message.send_id == bindparam("send"),
@@ -125,10 +130,12 @@ class SendQueue:
     async def _flush(self) -> None:
         try:
             while self._queued:
-                # One turn of the loop first: frames already read but not yet handled join
-                # this batch rather than the next (fewer, larger batches: in A/B runs
-                # ~10 % less CPU a message, 6 of 8 pairs faster).
-                await asyncio.sleep(0)
+                # A few turns of the loop first: frames already read but not yet handled
+                # join this batch rather than the next. Fewer, larger batches: a batch's
+                # COMMIT writes a page per conversation and index it touches, however
+                # many messages share it (docs/performance.md, seventh session).
+                for _ in range(_TURNS):
+                    await asyncio.sleep(0)
                 batch, self._queued = self._queued, []
                 await self._write(batch)
         finally:
