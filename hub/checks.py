@@ -20,7 +20,7 @@ Only while this process is the database's only writer: on SQLite (one node). On
 PostgreSQL other nodes write too, so the checks are read every time.
 
 Apart from the cache, `resent` remembers clientMsgIDs that came again after they were
-stored (hub/domain/messages.py says why), on every backend.
+stored (hub/domain/sending.py says why), on every backend.
 """
 
 from __future__ import annotations

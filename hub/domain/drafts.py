@@ -1,6 +1,6 @@
 """A message about to be stored, without the ORM: its columns, its row and its insert.
 
-Chat sends (hub/domain/messages.py) and notifications (hub/domain/notify.py) build their
+Chat sends (hub/domain/sending.py) and notifications (hub/domain/notify.py) build their
 messages this way: an ORM object per row cost far more in SQLAlchemy than the insert in
 the database. A `Draft` satisfies `StoredMessage` (hub/domain/wire.py), so the pushed
 copy is built from it before the row exists.
