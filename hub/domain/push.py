@@ -48,6 +48,10 @@ Origin = tuple[str, int, str]
 Msg = dict[str, Any]
 
 
+# The sending connection of gathered messages, and each user's share of them.
+_Gathering = tuple[Origin | None, dict[str, list[Msg]]]
+
+
 class Sent(Protocol):
     """A committed send (hub/domain/send_queue.py's Outgoing)."""
 
@@ -99,12 +103,13 @@ class Pusher:
         """Push committed chat messages, in commit order, to their recipients, the sender
         included, and start their offline pushes (unless written with them).
 
-        The messages of one sending connection go to each user in one frame, until a
-        message of one of their conversations comes from another connection: then what
-        is gathered leaves first, so a conversation's messages arrive in seq order."""
-        gathered: dict[tuple[str, Origin | None], dict[str, list[Msg]]] = {}
+        The messages of one sending connection (over HTTP: of one sender) go to each
+        user in one frame, until a message of one of their conversations comes from
+        another: then what is gathered leaves first, so a conversation's messages arrive
+        in seq order."""
+        gathered: dict[tuple[str, Origin | str], _Gathering] = {}
         # (tenant, conversation) -> the gathering that holds its messages
-        owner: dict[tuple[str, str], tuple[str, Origin | None]] = {}
+        owner: dict[tuple[str, str], tuple[str, Origin | str]] = {}
         hooked: dict[str, bool] = {}  # tenant -> whether beforeOnlinePush is asked
         for s in sent:
             msg, t = s.wire, s.ctx.tenant_id
@@ -115,20 +120,19 @@ class Pusher:
                                  online_hook)
             if not users:
                 continue
-            key = (t, s.origin)
+            key = (t, s.origin or msg["sendID"])
             conv = (t, msg["conversationID"])
             if owner.setdefault(conv, key) != key:
                 self._send_gathered(gathered)
                 gathered.clear()
                 owner = {conv: key}
-            by_user = gathered.setdefault(key, {})
+            by_user = gathered.setdefault(key, (s.origin, {}))[1]
             for u in users:
                 by_user.setdefault(u, []).append(msg)
         self._send_gathered(gathered)
 
-    def _send_gathered(self, gathered: dict[tuple[str, Origin | None], dict[str, list[Msg]]]
-                       ) -> None:
-        for (t, origin), by_user in gathered.items():
+    def _send_gathered(self, gathered: dict[tuple[str, Origin | str], _Gathering]) -> None:
+        for (t, _), (origin, by_user) in gathered.items():
             # Users given the same messages share one list: the gateway encodes it once.
             lists: dict[tuple[int, ...], list[Msg]] = {}
             for u, msgs in by_user.items():

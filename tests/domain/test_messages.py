@@ -158,21 +158,28 @@ async def test_fifty_concurrent_senders_into_one_group_get_seqs_without_gaps(
 
 async def test_a_batch_of_group_messages_is_pushed_as_one_list_for_every_member(
         sqlite_tenant: TenantHandle) -> None:
-    # Sends stored together are pushed together; every member gets the same messages, so
-    # one list (which the gateway encodes once) serves them all.
+    # One sender's sends stored together are pushed together; every member gets the same
+    # messages, so one list (which the gateway encodes once) serves them all.
     t, srv = sqlite_tenant, sqlite_tenant.server
     users = ["owner", "m1", "m2", "m3"]
     tokens = await t.users(*users)
     await make_group(t, "owner", users[1:])
     await srv.ok("/msg/send_msg", group("owner", "g1", "first"), tokens[0])
     with pushes(srv) as seen:
-        await asyncio.gather(*(srv.ok("/msg/send_msg", group(u, "g1", f"m{i}"), tok)
-                               for i in range(5) for u, tok in zip(users, tokens, strict=True)))
-    assert sum(len(next(iter(by_user.values()))) for by_user, _ in seen) == 20
+        await asyncio.gather(*(srv.ok("/msg/send_msg", group("m1", "g1", f"m{i}"), tokens[1])
+                               for i in range(10)))
+    assert sum(len(next(iter(by_user.values()))) for by_user, _ in seen) == 10
     assert any(len(next(iter(by_user.values()))) > 1 for by_user, _ in seen)
     for by_user, _ in seen:
         assert set(by_user) == set(users)
         assert len({id(msgs) for msgs in by_user.values()}) == 1
+    # Several senders at once: never two senders' messages in one push.
+    with pushes(srv) as seen:
+        await asyncio.gather(*(srv.ok("/msg/send_msg", group(u, "g1", f"n{i}"), tok)
+                               for i in range(5) for u, tok in zip(users, tokens, strict=True)))
+    assert sum(len(next(iter(by_user.values()))) for by_user, _ in seen) == 20
+    for by_user, _ in seen:
+        assert len({m["sendID"] for msgs in by_user.values() for m in msgs}) == 1
 
 
 async def test_a_resent_client_msg_id_returns_the_first_result(tenant: TenantHandle) -> None:
