@@ -53,7 +53,8 @@ class Hub:
         self._reads = async_sessionmaker(self.read_engine or self.engine,
                                          expire_on_commit=False)
         # Hot single-statement reads (hub/db/fast.py), cheaper than a session.
-        self.reads = Reader(self.read_engine or self.engine)
+        self.reads = Reader(self.read_engine or self.engine,
+                            concurrency=max(1, db.pool_size // 2))
         # Tenants' webhooks are one more handler on the bus (hub/webhooks/before.py).
         self.webhook_configs = WebhookConfigs(self.sessions, settings.webhooks)
         self.bus.add(WebhookHandler(self.webhook_configs))

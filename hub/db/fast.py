@@ -18,6 +18,7 @@ a Statement runs on a Driver, an AsyncConnection or an AsyncSession alike.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -121,19 +122,23 @@ class Reader:
     On SQLite one read-only connection, kept, serves them all: a statement runs inline
     and whole (hub/db/sqlite.py), so none interleaves with another, and borrowing a
     pooled connection per read would cost more than the read. On PostgreSQL each read
-    borrows a pooled connection.
+    borrows a pooled connection, at most `concurrency` at once (the hub gives half the
+    pool, leaving the rest to the group commit and the other reads): a burst of sends
+    would otherwise take the pool's overflow, whose connections are opened for one read
+    and closed after it (a new connection, TLS negotiation included, per read).
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, concurrency: int = 4) -> None:
         self._engine = engine
         self._kept: AsyncConnection | None = None
         self._driver: Driver | None = None
+        self._slots = asyncio.Semaphore(concurrency)
 
     async def rows(self, stmt: Statement, params: Params) -> list[Sequence[Any]]:
         if self._driver is not None:
             return await stmt._rows(self._driver, params)
         if self._engine.dialect.name != "sqlite":
-            async with self._engine.connect() as conn:
+            async with self._slots, self._engine.connect() as conn:
                 return await stmt.rows(conn, params)
         conn = await self._engine.connect()
         if self._kept is None:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from hub.context import Actor, Ctx
 from hub.core import Hub
@@ -133,3 +133,24 @@ async def test_two_nodes_sending_into_the_same_conversations_never_deadlock() ->
         finally:
             await b.close()
             await a.close()
+
+
+async def test_a_burst_of_sends_on_postgresql_opens_no_connection_past_the_pool() -> None:
+    # Each send reads its checks on PostgreSQL. Unbounded, 200 at once took the pool's
+    # overflow, whose connections are opened for one read and closed after it.
+    async with pg_schema() as db:
+        hub, ctx = await _started(db)
+        opened = 0
+
+        def count(*_: Any) -> None:
+            nonlocal opened
+            opened += 1
+
+        event.listen(hub.engine.sync_engine, "connect", count)
+        try:
+            answers = await asyncio.gather(*(_send(hub, ctx, f"m{i}") for i in range(200)))
+            assert sorted(a["seq"] for a in answers) == list(range(1, 201))
+            assert opened <= hub.settings.database.pool_size
+        finally:
+            event.remove(hub.engine.sync_engine, "connect", count)
+            await hub.close()
