@@ -18,6 +18,7 @@ ends the session on this device, it does not revoke the login: /auth/force_logou
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -41,43 +42,33 @@ _MAX_INFLIGHT = 32
 Handler = Callable[["Hub", Ctx, Connection, dict[str, Any]], Awaitable[Any]]
 
 
-_messages_module: Any = None
-_sending_module: Any = None
+_domain_modules: dict[str, Any] = {}
 
 
-def _messages() -> Any:
-    # Imported when first used: hub/domain/messages.py imports the Hub, which imports us.
-    global _messages_module
-    if _messages_module is None:
-        from ..domain import messages
-
-        _messages_module = messages
-    return _messages_module
-
-
-def _sending() -> Any:
-    global _sending_module  # as `_messages`
-    if _sending_module is None:
-        from ..domain import sending
-
-        _sending_module = sending
-    return _sending_module
+def _domain(name: str) -> Any:
+    """hub/domain/<name>.py, imported when first used: the domain imports the Hub, which
+    imports us."""
+    found = _domain_modules.get(name)
+    if found is None:
+        found = _domain_modules[name] = importlib.import_module(f"..domain.{name}",
+                                                                __package__)
+    return found
 
 
 async def _newest_seq(hub: Hub, ctx: Ctx, conn: Connection, data: dict[str, Any]) -> Any:
-    m = _messages()
+    m = _domain("messages")
     req = m.NewestSeqReq.model_validate({"userID": conn.user_id, **data})
     return await m.newest_seq(hub, ctx, req)
 
 
 async def _pull(hub: Hub, ctx: Ctx, conn: Connection, data: dict[str, Any]) -> Any:
-    m = _messages()
+    m = _domain("messages")
     req = m.PullReq.model_validate({"userID": conn.user_id, **data})
     return await m.pull_msg_by_seq(hub, ctx, req)
 
 
 async def _send(hub: Hub, ctx: Ctx, conn: Connection, data: dict[str, Any]) -> Any:
-    m = _sending()
+    m = _domain("sending")
     req = m.SendMsgReq.model_validate({"sendID": conn.user_id, **data})
     return await m.send_msg(hub, ctx, req, origin=_origin(conn))
 
@@ -143,7 +134,7 @@ class Requests:
         """A SendMsg that needs nothing read or asked first goes from here to the send
         queue, and its ack is written when its batch commits: no task, no future
         (hub/domain/sending.py, send_queue.py). False for the rest, which `_run`."""
-        m = _sending()
+        m = _domain("sending")
         try:
             send = m.SendMsgReq.model_validate({"sendID": conn.user_id, **req.data})
         except ValidationError:

@@ -84,10 +84,9 @@ class WebhookHandler(Handler):
         return self._configs.get_now(tenant_id) is not None
 
     def wants(self, hook: Hook, tenant_id: str) -> bool:
-        entry = self._configs.cached(tenant_id)  # asked on every send: one lookup
-        if entry is None:
+        if self._configs.cached(tenant_id) is None:
             return True  # not loaded (a bus that skips prepare): `before` decides
-        return entry.config is not None and entry.config.before(hook.name) is not None
+        return self._hook_config(hook, tenant_id) is not None
 
     def priority_for(self, tenant_id: str) -> int:
         entry = self._configs.cached(tenant_id)

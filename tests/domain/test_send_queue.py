@@ -74,6 +74,19 @@ async def test_a_failing_send_fails_alone_and_the_next_batch_gets_the_next_seq(
     assert (await _send(h, ctx, "and next"))["seq"] == 9
 
 
+async def test_drain_returns_once_every_queued_send_is_stored_and_answered(
+        hub: tuple[Hub, Ctx]) -> None:
+    h, ctx = hub
+    await _send(h, ctx, "first")  # what a send checks is kept: the rest queue at once
+    sends = [_send(h, ctx, f"m{i}") for i in range(20)]
+    await asyncio.sleep(0)
+    assert not any(s.done() for s in sends)
+    await h.sends.drain()
+    await asyncio.sleep(0)  # the callers' tasks take their answers
+    assert all(s.done() for s in sends)
+    assert sorted(s.result()["seq"] for s in sends) == list(range(2, 22))
+
+
 async def test_closing_the_hub_stores_and_answers_every_queued_send(
         sqlite_database: Database) -> None:
     hub, ctx = await _started(sqlite_database)
