@@ -41,11 +41,18 @@ class Actor:
         return self.user_id if self.user_id is not None else fallback
 
 
-@dataclass(frozen=True, slots=True)
 class Ctx:
-    actor: Actor
-    operation_id: str
+    """An action's actor and operationID (never changed once made).
 
-    @property
-    def tenant_id(self) -> str:
-        return self.actor.tenant_id
+    A plain class rather than a frozen dataclass: one is made per request, and a frozen
+    dataclass's `__init__` sets each field through `object.__setattr__`."""
+
+    __slots__ = ("actor", "operation_id", "tenant_id")
+
+    def __init__(self, actor: Actor, operation_id: str) -> None:
+        self.actor = actor
+        self.operation_id = operation_id
+        self.tenant_id = actor.tenant_id
+
+    def __repr__(self) -> str:
+        return f"Ctx({self.actor!r}, {self.operation_id!r})"

@@ -287,7 +287,7 @@ class Presence:
 
 
 def _ctx(conn: Connection) -> Ctx:
-    return Ctx(Actor(conn.tenant_id, conn.user_id, conn.platform_id), conn.operation_id)
+    return Ctx(conn.actor, conn.operation_id)
 
 
 class OnlineStatusReq(Req):

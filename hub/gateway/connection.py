@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..context import Actor
+
 log = logging.getLogger("imhub.gateway")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -39,7 +41,7 @@ class _Close:
 
 
 class Connection:
-    __slots__ = ("_out", "_proto", "_send", "_tasks", "closing", "conn_id", "inflight",
+    __slots__ = ("_out", "_proto", "_send", "_tasks", "actor", "closing", "conn_id", "inflight",
                  "kicked", "online", "operation_id", "platform_id", "seen", "tenant_id",
                  "user_id")
 
@@ -50,6 +52,7 @@ class Connection:
         self.tenant_id = tenant_id
         self.user_id = user_id
         self.platform_id = platform_id
+        self.actor = Actor(tenant_id, user_id, platform_id)  # each request's, made once
         self.operation_id = operation_id
         self.seen = time.monotonic()
         self.inflight = 0

@@ -9,9 +9,8 @@ may be left out where the request needs none.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -32,8 +31,7 @@ CLIENT_REQUESTS = frozenset({ReqID.GET_NEWEST_SEQ, ReqID.PULL_MSG_BY_SEQ, ReqID.
                              ReqID.LOGOUT})
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
     req_identifier: int
     msg_incr: str
     operation_id: str

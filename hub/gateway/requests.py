@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from .. import logs
-from ..context import Actor, Ctx
+from ..context import Ctx
 from ..errors import ApiError
 from . import frames
 from .connection import Connection
@@ -165,7 +165,7 @@ class Requests:
 
 
 def _ctx(conn: Connection, req: Request) -> Ctx:
-    return Ctx(Actor(conn.tenant_id, conn.user_id, conn.platform_id), req.operation_id)
+    return Ctx(conn.actor, req.operation_id)
 
 
 def _answerer(conn: Connection, req: Request) -> Callable[[Any, BaseException | None], None]:
