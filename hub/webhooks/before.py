@@ -84,9 +84,11 @@ class WebhookHandler(Handler):
         return self._configs.get_now(tenant_id) is not None
 
     def wants(self, hook: Hook, tenant_id: str) -> bool:
-        if self._configs.cached(tenant_id) is None:
+        entry = self._configs.cached(tenant_id)
+        if entry is None:
             return True  # not loaded (a bus that skips prepare): `before` decides
-        return self._hook_config(hook, tenant_id) is not None
+        # _hook_config's lookup, on the entry in hand: asked twice for every message sent.
+        return entry.config is not None and entry.config.before(hook.name) is not None
 
     def priority_for(self, tenant_id: str) -> int:
         entry = self._configs.cached(tenant_id)
