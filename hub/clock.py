@@ -6,8 +6,12 @@ import random
 import time
 
 
+_time_ns = time.time_ns
+_getrandbits = random.getrandbits
+
+
 def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return _time_ns() // 1_000_000
 
 
 def new_id(prefix: str) -> str:
@@ -17,4 +21,4 @@ def new_id(prefix: str) -> str:
     `secrets`): Python's generator, seeded from the OS and reseeded in a forked child,
     costs no system call per ID, where `secrets` reads /dev/urandom every time. Several
     IDs are drawn per message."""
-    return f"{prefix}_{now_ms():012x}{random.getrandbits(80):020x}"
+    return f"{prefix}_{_time_ns() // 1_000_000:012x}{_getrandbits(80):020x}"

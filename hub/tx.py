@@ -26,7 +26,7 @@ from .bus.handler import AfterEvent
 from .clock import new_id, now_ms
 from .context import Ctx
 from .db.delivery import WebhookEndpoint
-from .db.fast import Driver, On, Params, Statement
+from .db.fast import Driver, On, Statement
 from .db.models import Event
 from .domain.seqs import SET_MAX_SEQ, allocate
 
@@ -49,7 +49,7 @@ class Batch:
     __slots__ = ("_known", "_rows", "_seqs", "last_seqs", "undispatched")
 
     def __init__(self, known_seqs: dict[tuple[str, str], int] | None = None) -> None:
-        self._rows: dict[Statement, list[Params]] = {}
+        self._rows: dict[Statement, list[Any]] = {}
         # (tenant, conversation) -> [the last seq handed out, the last one stored]
         self._seqs: dict[tuple[str, str], list[int]] = {}
         # The newest seq of conversations as committed, when the committer knows it (the
@@ -60,7 +60,7 @@ class Batch:
         # Whether it left outbox rows for the dispatcher (hub/webhooks/dispatch.py).
         self.undispatched = True
 
-    def insert(self, stmt: Statement, rows: Sequence[Params]) -> None:
+    def insert(self, stmt: Statement, rows: Sequence[Any]) -> None:
         self._rows.setdefault(stmt, []).extend(rows)
 
     async def allocate(self, db: On, tenant_id: str, conversation_id: str, n: int) -> int:
@@ -104,7 +104,7 @@ class Batch:
             if found is None:
                 found = served[tenant_id] = bool(await _HAS_ENDPOINT.rows(db, {"t": tenant_id}))
             if not found:
-                row["dispatched"] = 1  # type: ignore[index]
+                row["dispatched"] = 1
         self.undispatched = any(served.values())
 
 
@@ -138,15 +138,10 @@ class Tx:
         """Record an after-event; it becomes an outbox row of this transaction. `ctx`: the
         action's, when one write stores several actions (a batch of sends)."""
         ctx = ctx or self.ctx
-        ev = AfterEvent(
-            hook=hook,
-            event_id=new_id("evt"),
-            tenant_id=ctx.tenant_id,
-            operation_id=ctx.operation_id,
-            occurred_at=now_ms(),
-            key=key if key is not None else str(payload.get(hook.key, "")),
-            payload=payload,
-        )
+        # hook, event_id, tenant_id, operation_id, occurred_at, key, payload (by position:
+        # one per message sent)
+        ev = AfterEvent(hook, new_id("evt"), ctx.tenant_id, ctx.operation_id, now_ms(),
+                        key if key is not None else str(payload.get(hook.key, "")), payload)
         self._rows.append({
             "event_id": ev.event_id, "tenant_id": ev.tenant_id,
             "callback_command": hook.callback_command, "key": ev.key,
@@ -170,9 +165,10 @@ class Tx:
         """Whether its after-events wait for the dispatcher (always, outside a batch)."""
         return bool(self.events) and (self._batch is None or self._batch.undispatched)
 
-    async def insert(self, stmt: Statement, rows: Sequence[Params]) -> None:
+    async def insert(self, stmt: Statement, rows: Sequence[Any]) -> None:
         """Insert `rows` with a compiled statement (hub/db/fast.py): now, or at the end of
-        the batch. Nothing in this transaction may read them back before the commit."""
+        the batch. Nothing in this transaction may read them back, or change them (a row
+        may be an object, a Draft), before the commit."""
         if self._batch is not None:
             self._batch.insert(stmt, rows)
         else:

@@ -22,7 +22,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any, NoReturn
 
 from sqlalchemy.engine import Dialect
@@ -51,12 +51,17 @@ class Driver:
 On = AsyncConnection | AsyncSession | Driver
 
 
-_Compiled = tuple[str, Callable[[Params], Sequence[Any]]]
+# A parameter set: a mapping by bind name, or an object (`Statement(attributes=True)`).
+_Compiled = tuple[str, Callable[[Any], Sequence[Any]]]
 
 
 class Statement:
-    def __init__(self, stmt: Executable) -> None:
+    """`attributes=True`: a parameter set is an object whose attributes are named after
+    the binds (a dataclass row, say) rather than a mapping, so no dict is built per row."""
+
+    def __init__(self, stmt: Executable, *, attributes: bool = False) -> None:
         self._stmt = stmt
+        self._attributes = attributes
         self._compiled: dict[str, _Compiled] = {}
 
     def _sql(self, dialect: Dialect) -> _Compiled:
@@ -70,7 +75,12 @@ class Statement:
             # without one must come with the call (a KeyError otherwise, never a NULL).
             names = tuple(compiled.positiontup or ())
             defaults = {k: v for k, v in compiled.params.items() if v is not None}
-            found = (compiled.string, _args_of(names, defaults))
+            if self._attributes:
+                assert names and not defaults, "attributes for every bind, no defaults"
+                get = attrgetter(*names)
+                found = (compiled.string, get if len(names) > 1 else lambda p: (get(p),))
+            else:
+                found = (compiled.string, _args_of(names, defaults))
             self._compiled[dialect.name] = found
         return found
 
@@ -88,8 +98,9 @@ class Statement:
         except Exception as exc:
             _reraise(on, sql, args, exc)
 
-    async def many(self, on: On, params: Sequence[Params]) -> None:
-        """Run once per parameter set, returning nothing (executemany)."""
+    async def many(self, on: On, params: Sequence[Any]) -> None:
+        """Run once per parameter set (a mapping, or an object for a statement taking
+        attributes), returning nothing (executemany)."""
         d = on if isinstance(on, Driver) else await driver_of(on)
         sql, args_of = self._sql(d.dialect)
         args = list(map(args_of, params))

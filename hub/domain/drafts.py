@@ -9,7 +9,6 @@ copy is built from it before the row exists.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import bindparam, insert
 
@@ -18,9 +17,9 @@ from ..db.models import Message
 
 __all__ = ["INSERT_MESSAGE", "Draft"]
 
-# Every column, by name: `Draft.row()`'s keys.
+# Every column, by name: a Draft is its row (its attributes are the binds).
 INSERT_MESSAGE = Statement(insert(Message).values(
-    {c.name: bindparam(c.name) for c in Message.__table__.columns}))
+    {c.name: bindparam(c.name) for c in Message.__table__.columns}), attributes=True)
 
 
 @dataclass(slots=True)
@@ -45,6 +44,3 @@ class Draft:
     offline_push_info: str
     at_user_ids: str
     ex: str
-
-    def row(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__slots__}

@@ -40,7 +40,7 @@ class Notifier:
         content = orjson.dumps({"detail": orjson.dumps(tips).decode()}).decode()
         now = now_ms()
         by_user: dict[str, list[dict[str, Any]]] = {}
-        rows: list[dict[str, Any]] = []
+        rows: list[Draft] = []
         # Sorted, so that concurrent transactions lock seq rows in one order (no deadlock).
         for uid in sorted(set(user_ids)):
             conv = notification_conversation_id(uid)
@@ -52,7 +52,7 @@ class Notifier:
                 session_type=SESSION_NOTIFICATION, content_type=int(content_type),
                 content=content, send_time=now, status=2, sender_platform_id=0,
                 sender_nickname="", offline_push_info="", at_user_ids="", ex="")
-            rows.append(draft.row())
+            rows.append(draft)
             by_user.setdefault(uid, []).append(message_to_wire(draft))
         if rows:
             await tx.insert(INSERT_MESSAGE, rows)

@@ -195,7 +195,7 @@ class SendQueue:
                     raise BadArgument(
                         f"{msg.conversation_id} is the conversation of two other users "
                         f"(user IDs with '_' make single chat IDs ambiguous)")
-            rows.append(msg.row())
+            rows.append(msg)
             stored = out.wire
             stored["seq"] = seq
             tx.after(out.after, {k: stored[k] for k in (*out.after.fields, "conversationID")},

@@ -237,16 +237,14 @@ def _group_target(req: SendMsgReq, nick: str | None, state: _GroupState | None) 
 
 def _draft(ctx: Ctx, req: SendMsgReq, target: _Target, origin: Origin | None) -> Draft:
     single = req.sessionType == SINGLE
+    # By position, in Draft's field order: a call with eighteen keywords costs more.
     return Draft(
-        tenant_id=ctx.tenant_id, conversation_id=target.conversation_id, seq=0,
-        server_msg_id=new_id("srv"), client_msg_id=req.clientMsgID or new_id("cli"),
-        send_id=req.sendID, recv_id=req.recvID if single else "",
-        group_id="" if single else req.groupID, session_type=req.sessionType,
-        content_type=req.contentType, content=req.content, send_time=now_ms(), status=SENT,
-        sender_platform_id=origin[1] if origin else ctx.actor.platform_id,
-        sender_nickname=target.nickname,
-        offline_push_info=req.offlinePushInfo.model_dump_json() if req.offlinePushInfo
-        else "", at_user_ids=orjson.dumps(req.atUserIDList).decode(), ex=req.ex)
+        ctx.tenant_id, target.conversation_id, 0, new_id("srv"),
+        req.clientMsgID or new_id("cli"), req.sendID, req.recvID if single else "",
+        "" if single else req.groupID, req.sessionType, req.contentType, req.content,
+        now_ms(), SENT, origin[1] if origin else ctx.actor.platform_id, target.nickname,
+        req.offlinePushInfo.model_dump_json() if req.offlinePushInfo else "",
+        orjson.dumps(req.atUserIDList).decode() if req.atUserIDList else "[]", req.ex)
 
 
 def _relay(hub: Hub, ctx: Ctx, req: SendMsgReq, target: _Target, origin: Origin | None
