@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import time
 
-
 _time_ns = time.time_ns
 _getrandbits = random.getrandbits
 
