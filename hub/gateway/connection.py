@@ -73,6 +73,12 @@ class Connection:
         proto = self._proto
         return max(self.seen, proto.imhub_seen) if proto is not None else self.seen
 
+    @property
+    def reads_frames_itself(self) -> bool:
+        """Whether its text frames are read by hub/gateway/framing.py rather than by
+        websockets (diagnostics and tests; see hub/gateway/protocol.py)."""
+        return getattr(self._proto, "imhub_reading", None) is True
+
     def write(self, frame: str) -> None:
         """Queue a text frame; dropped once the connection is closing."""
         if not self.closing:

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import struct
 import time
 from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 from websockets.protocol import State
+from websockets.streams import StreamReader
 
 from ..settings import Settings
+from . import framing
 
 _BASES = {
     "websockets-sansio": ("uvicorn.protocols.websockets.websockets_sansio_impl",
@@ -91,11 +92,84 @@ class _SansIOFast:
     written without a coroutine and read without the ASGI queue. It reaches into that
     protocol's attributes, so it is mixed into that one only; the gateway falls back to
     ASGI where a protocol lacks `imhub_write` / `imhub_frames`.
+
+    Once the gateway takes a connection's frames, its final, masked text frames are
+    also parsed here (hub/gateway/framing.py) rather than by websockets' parser; a
+    whole control or binary frame is handed to websockets as it came, and at the first
+    frame only websockets may judge (a fragment, a frame too big or malformed, a
+    close) websockets reads the connection for good, from that frame on. websockets
+    is thus only ever given whole frames, so its parser stays at a frame boundary.
     """
 
     # Set by the gateway once a connection is online: takes each text frame as it is
     # parsed, and returns a future when reading must pause until it is done.
     imhub_frames: Callable[[str], asyncio.Future[None] | None] | None = None
+
+    # Whether client frames are read here (framing.py) rather than by websockets: None
+    # until the gateway takes frames and websockets' parser waits at a frame boundary,
+    # False for good once a frame only websockets may judge came (a fragment, a frame
+    # too big, a close).
+    imhub_reading: bool | None = None
+    _imhub_rest: bytes = b""  # the start of a frame not all received yet
+    _imhub_max: int | None = None  # websockets' limit on a message's size
+
+    def data_received(self, data: bytes) -> None:
+        if self.imhub_reading is not True and not self._imhub_start_reading():
+            super().data_received(data)  # type: ignore[misc]
+            return
+        proto: Any = self
+        buf = self._imhub_rest + data if self._imhub_rest else data
+        max_size = self._imhub_max
+        pos = 0
+        while True:
+            kind, end, payload = framing.next_frame(buf, pos, max_size)
+            if kind == framing.TEXT:
+                proto.curr_msg_data_type = "text"
+                proto.frames = [payload]
+                self.send_receive_event_to_app()
+            elif kind == framing.INCOMPLETE:
+                self._imhub_rest = buf[pos:]
+                return
+            elif kind == framing.OTHER:
+                self._imhub_stop_reading(buf[pos:])
+                return
+            else:  # a whole control or binary frame: websockets answers it as ever
+                super().data_received(buf[pos:end])  # type: ignore[misc]
+            pos = end
+            if proto.conn.state is not _OPEN:  # closing: websockets sees the rest
+                self._imhub_stop_reading(buf[pos:])
+                return
+            if pos == len(buf):
+                self._imhub_rest = b""
+                return
+
+    def _imhub_start_reading(self) -> bool:
+        """Start reading frames here if websockets' parser waits for the first byte of a
+        frame, with nothing buffered and no fragmented message under way."""
+        if self.imhub_reading is False or self.imhub_frames is None:
+            return False
+        conn: Any = self.conn  # type: ignore[attr-defined]
+        try:
+            if (conn.state is not _OPEN or conn.extensions or conn.current_size is not None
+                    or conn.reader.buffer):
+                return False
+            gen = conn.parser
+            while gen.gi_yieldfrom is not None:
+                gen = gen.gi_yieldfrom
+            if gen.gi_code is not _AT_EOF:
+                return False
+            self._imhub_max = conn.max_message_size
+        except AttributeError:  # a websockets whose insides differ: it reads, as ever
+            self.imhub_reading = False
+            return False
+        self.imhub_reading = True
+        return True
+
+    def _imhub_stop_reading(self, rest: bytes) -> None:
+        self.imhub_reading = False
+        self._imhub_rest = b""
+        if rest:
+            super().data_received(rest)  # type: ignore[misc]
 
     def send_receive_event_to_app(self) -> None:
         """A text frame goes straight to the gateway, when it has said it takes them,
@@ -160,7 +234,7 @@ class _SansIOFast:
         out = conn.data_to_send() if conn.writes else []
         for text in texts:
             payload = text.encode()
-            out.append(_header(len(payload)))
+            out.append(framing.text_header(len(payload)))
             out.append(payload)
         proto.transport.write(b"".join(out))
         return True
@@ -172,17 +246,8 @@ class _SansIOFast:
 
 
 _OPEN = State.OPEN
-_pack_16 = struct.Struct("!BBH").pack
-_pack_64 = struct.Struct("!BBQ").pack
-
-
-def _header(n: int) -> bytes:
-    """The header of a final, unmasked text frame of `n` payload bytes (RFC 6455 5.2)."""
-    if n < 126:
-        return bytes((0x81, n))
-    if n < 65536:
-        return _pack_16(0x81, 126, n)
-    return _pack_64(0x81, 127, n)
+# Where websockets' frame parser waits when it is between frames (see _imhub_start_reading).
+_AT_EOF = StreamReader.at_eof.__code__
 
 
 class _QuietRefusal:
