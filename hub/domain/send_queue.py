@@ -33,6 +33,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select
@@ -198,8 +199,7 @@ class SendQueue:
             rows.append(msg)
             stored = out.wire
             stored["seq"] = seq
-            tx.after(out.after, {k: stored[k] for k in (*out.after.fields, "conversationID")},
-                     ctx=out.ctx)
+            tx.after(out.after, {k: stored[k] for k in _event_fields(out.after)}, ctx=out.ctx)
             offline = (pusher.offline_event(t, stored, out.recipients) if out.offline_here
                        else None)
             if offline is not None:
@@ -215,6 +215,12 @@ class SendQueue:
             log.exception("push of %d stored messages failed", len(batch))
         for out in batch:
             _answer(out, ack(out.wire), None)
+
+
+@cache
+def _event_fields(hk: Hook) -> tuple[str, ...]:
+    """An after-send event's fields: the hook's, and the conversation's ID."""
+    return (*hk.fields, "conversationID")
 
 
 def _lock_order(out: Outgoing) -> tuple[str, str]:

@@ -50,10 +50,6 @@ class FrameError(Exception):
         self.operation_id = operation_id
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def parse(text: str) -> Request:
     """The request in a text frame, or FrameError."""
     try:
@@ -64,24 +60,36 @@ def parse(text: str) -> Request:
         raise FrameError("a frame must be a JSON object")
     rid, incr, op = obj.get("reqIdentifier"), obj.get("msgIncr"), obj.get("operationID")
     data = obj.get("data")
-    echo: dict[str, Any] = {"req_identifier": rid if _is_int(rid) else 0,
+    # `type(...) is` rather than isinstance: a bool is no reqIdentifier, and JSON gives
+    # plain ints and strs only.
+    if (type(rid) is int and type(incr) is str and rid in CLIENT_REQUESTS
+            and (op is None or (type(op) is str and len(op) <= MAX_OPERATION_ID))
+            and (data is None or type(data) is dict)
+            and nul_path(obj, text) is None):
+        return Request(rid, incr, op or secrets.token_hex(8), data or {})
+    raise _refusal(obj, text)
+
+
+def _refusal(obj: dict[str, Any], text: str) -> FrameError:
+    """Why a frame that is a JSON object is not a request, echoing what of it is valid."""
+    rid, incr, op = obj.get("reqIdentifier"), obj.get("msgIncr"), obj.get("operationID")
+    data = obj.get("data")
+    echo: dict[str, Any] = {"req_identifier": rid if type(rid) is int else 0,
                             "msg_incr": incr if isinstance(incr, str) else "",
                             "operation_id": op if isinstance(op, str) else ""}
-    if not _is_int(rid):
-        raise FrameError("reqIdentifier: an integer is required", **echo)
+    if type(rid) is not int:
+        return FrameError("reqIdentifier: an integer is required", **echo)
     if not isinstance(incr, str):
-        raise FrameError("msgIncr: a string is required", **echo)
+        return FrameError("msgIncr: a string is required", **echo)
     if op is not None and not (isinstance(op, str) and len(op) <= MAX_OPERATION_ID):
-        raise FrameError(f"operationID: a string of at most {MAX_OPERATION_ID} characters",
-                         **echo)
+        return FrameError(f"operationID: a string of at most {MAX_OPERATION_ID} characters",
+                          **echo)
     if data is not None and not isinstance(data, dict):
-        raise FrameError("data: must be a JSON object", **echo)
+        return FrameError("data: must be a JSON object", **echo)
     where = nul_path(obj, text)
     if where is not None:
-        raise FrameError(f"{where}: {NUL_REFUSED}", **echo)
-    if rid not in CLIENT_REQUESTS:
-        raise FrameError(f"reqIdentifier: unknown request {rid}", **echo)
-    return Request(rid, incr, op or secrets.token_hex(8), data or {})
+        return FrameError(f"{where}: {NUL_REFUSED}", **echo)
+    return FrameError(f"reqIdentifier: unknown request {rid}", **echo)
 
 
 def reply(req_identifier: int, msg_incr: str, operation_id: str, *, err_code: int = 0,

@@ -135,8 +135,11 @@ class Requests:
         queue, and its ack is written when its batch commits: no task, no future
         (hub/domain/sending.py, send_queue.py). False for the rest, which `_run`."""
         m = _domain("sending")
+        data = req.data  # the frame's own dict, parsed for this request alone
+        if "sendID" not in data:
+            data["sendID"] = conn.user_id
         try:
-            send = m.SendMsgReq.model_validate({"sendID": conn.user_id, **req.data})
+            send = m.SendMsgReq.model_validate(data)
         except ValidationError:
             return False  # answered by `_run`, as any other request's
         conn.inflight += 1
