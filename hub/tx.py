@@ -63,19 +63,26 @@ class Batch:
     def insert(self, stmt: Statement, rows: Sequence[Any]) -> None:
         self._rows.setdefault(stmt, []).extend(rows)
 
-    async def allocate(self, db: On, tenant_id: str, conversation_id: str, n: int) -> int:
+    def allocate_now(self, tenant_id: str, conversation_id: str, n: int) -> int | None:
+        """`allocate` when no read is needed (the counter counted in this batch, or known
+        from the last); None otherwise."""
         key = (tenant_id, conversation_id)
         counter = self._seqs.get(key)
         if counter is None:
             stored = self._known.get(key) if self._known is not None else None
             if stored is None:
-                first = await allocate(db, tenant_id, conversation_id, n)
-                last = first + n - 1
-                self._seqs[key] = [last, last]
-                return first
+                return None
             counter = self._seqs[key] = [stored, stored]
         counter[0] += n
         return counter[0] - n + 1
+
+    async def allocate(self, db: On, tenant_id: str, conversation_id: str, n: int) -> int:
+        first = self.allocate_now(tenant_id, conversation_id, n)
+        if first is None:
+            first = await allocate(db, tenant_id, conversation_id, n)
+            last = first + n - 1
+            self._seqs[(tenant_id, conversation_id)] = [last, last]
+        return first
 
     async def flush(self, db: On) -> None:
         """Write what the batch left: its rows in the order first written, then counters."""
@@ -173,6 +180,14 @@ class Tx:
             self._batch.insert(stmt, rows)
         else:
             await stmt.many(self.db, rows)
+
+    def allocate_now(self, conversation_id: str, n: int = 1, *,
+                     tenant_id: str | None = None) -> int | None:
+        """`allocate` without waiting, when the batch can count it without a read (a
+        counter it counted already, or the committer's memory on SQLite); else None."""
+        if self._batch is None:
+            return None
+        return self._batch.allocate_now(tenant_id or self.ctx.tenant_id, conversation_id, n)
 
     async def allocate(self, conversation_id: str, n: int = 1, *,
                        tenant_id: str | None = None) -> int:

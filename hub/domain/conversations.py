@@ -85,6 +85,12 @@ _OTHERS = Statement(select(literal(1)).where(
     UserConversation.owner_user_id != bindparam("b")).limit(1))
 
 
+def may_collide(a: str, b: str) -> bool:
+    """Whether the single chat ID of a and b could be another pair's (see
+    `owned_by_others`): only IDs with '_' can."""
+    return "_" in a or "_" in b
+
+
 async def owned_by_others(db: On, tenant_id: str, conversation_id: str, a: str, b: str
                           ) -> bool:
     """Whether the single chat `conversation_id`, taken as a and b's, belongs to another
@@ -92,7 +98,7 @@ async def owned_by_others(db: On, tenant_id: str, conversation_id: str, a: str, 
     the same ID for two pairs (a_b with c, and a with b_c: `si_a_b_c`); the pair whose
     message opened it first (`open_single`) keeps it. IDs without '_' never collide,
     and are not looked up."""
-    if "_" not in a and "_" not in b:
+    if not may_collide(a, b):
         return False
     return bool(await _OTHERS.rows(db, {"t": tenant_id, "c": conversation_id, "a": a,
                                         "b": b}))

@@ -126,9 +126,16 @@ class Pusher:
                 self._send_gathered(gathered)
                 gathered.clear()
                 owner = {conv: key}
-            by_user = gathered.setdefault(key, (s.origin, {}))[1]
+            found = gathered.get(key)
+            if found is None:
+                found = gathered[key] = (s.origin, {})
+            by_user = found[1]
             for u in users:
-                by_user.setdefault(u, []).append(msg)
+                mine = by_user.get(u)
+                if mine is None:
+                    by_user[u] = [msg]
+                else:
+                    mine.append(msg)
         self._send_gathered(gathered)
 
     def _send_gathered(self, gathered: dict[tuple[str, Origin | str], _Gathering]) -> None:
@@ -142,9 +149,11 @@ class Pusher:
     def _direct(self, ctx: Ctx, msg: Msg, recipients: Iterable[str], origin: Origin | None,
                 offline_written: bool, online_hook: bool) -> list[str]:
         """The users `msg` goes to now; what waits for a push hook starts in a task."""
+        users = list(dict.fromkeys(recipients))
+        if offline_written and not online_hook:
+            return users  # the common case: nothing to ask, the offline push written
         hub, t = self._hub, ctx.tenant_id
         sender = msg["sendID"]
-        users = list(dict.fromkeys(recipients))
         others = [u for u in users if u != sender]
         hooked = bool(others) and online_hook
         # Who is online matters only to an online-push hook and to the offline push; the

@@ -44,7 +44,7 @@ from ..context import Ctx
 from ..db.fast import Statement
 from ..db.models import Message
 from ..errors import BadArgument
-from .conversations import SINGLE, open_single, owned_by_others
+from .conversations import SINGLE, may_collide, open_single, owned_by_others
 from .drafts import INSERT_MESSAGE, Draft
 from .push import AFTER_OFFLINE
 
@@ -184,13 +184,16 @@ class SendQueue:
         # deadlock and wait out deadlock_timeout.
         for out in sorted(batch, key=_lock_order):
             msg, t = out.msg, out.msg.tenant_id
-            msg.seq = seq = await tx.allocate(msg.conversation_id, tenant_id=t)
+            seq = tx.allocate_now(msg.conversation_id, tenant_id=t)  # no coroutine per message
+            if seq is None:
+                seq = await tx.allocate(msg.conversation_id, tenant_id=t)
+            msg.seq = seq
             if msg.session_type == SINGLE:
                 if seq == 1:
                     await open_single(tx.db, t, msg.conversation_id, msg.send_id,
                                       msg.recv_id, msg.send_time)
-                elif await owned_by_others(tx.db, t, msg.conversation_id, msg.send_id,
-                                           msg.recv_id):
+                elif may_collide(msg.send_id, msg.recv_id) and await owned_by_others(
+                        tx.db, t, msg.conversation_id, msg.send_id, msg.recv_id):
                     # After the allocation, which holds the counter's row lock on
                     # PostgreSQL: a pair that opened it concurrently has committed by then.
                     raise BadArgument(
