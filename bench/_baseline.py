@@ -69,26 +69,29 @@ def run_uvicorn_receiver(
     *,
     host: str = "127.0.0.1",
     extra_args: tuple[str, ...] = (),
+    wrapper: Sequence[str] = (),
+    wait: float = 15.0,
 ) -> Iterator[int]:
     """Serve ``app`` (a uvicorn import string) with uvicorn in a subprocess.
 
     Yields the port. ``bench/`` and the repository root are on the child's
     ``PYTHONPATH``, so both ``_baseline:receiver_app`` and ``hub....:app``
-    import strings work.
+    import strings work. ``wrapper`` runs the server under another command
+    (``valgrind ...``), which may need ``wait`` seconds to start listening.
     """
     port = free_port() if port is None else port
     env = dict(os.environ)
     paths = [str(_BENCH_DIR), str(_REPO_ROOT), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     cmd = [
-        sys.executable, "-m", "uvicorn", app,
+        *wrapper, sys.executable, "-m", "uvicorn", app,
         "--host", host, "--port", str(port),
         "--log-level", "warning", "--no-access-log",
         *extra_args,
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env)
     try:
-        _wait_listening(host, port, proc, limit=15.0)
+        _wait_listening(host, port, proc, limit=wait)
         yield port
     finally:
         proc.terminate()

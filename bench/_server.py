@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,10 +42,11 @@ class Imhub:
 @contextlib.contextmanager
 def run_imhub(
     config: dict[str, Any] | None = None, *, database_url: str | None = None,
-    floor: str | None = None,
+    floor: str | None = None, wrapper: Sequence[str] = (), wait: float = 30.0,
 ) -> Iterator[Imhub]:
     """Serve imhub on a free port with `config` (hub.yml keys) and a new tenant; with
-    `floor`, its send cut down to that floor (bench/_floor.py)."""
+    `floor`, its send cut down to that floor (bench/_floor.py); with `wrapper`, under
+    that command (`valgrind ...`), given `wait` seconds to start listening."""
     with tempfile.TemporaryDirectory(prefix="imhub-bench-") as tmp:
         data = Path(tmp)
         env = dict(os.environ)
@@ -67,10 +68,10 @@ def run_imhub(
         serve = [_IMHUB] if floor is None else [
             sys.executable, str(_BENCH_DIR / "_floor.py"), floor]
         proc = subprocess.Popen(
-            [*serve, "serve", "--config", str(cfg), "--port", str(port)], env=env
+            [*wrapper, *serve, "serve", "--config", str(cfg), "--port", str(port)], env=env
         )
         try:
-            _wait_listening("127.0.0.1", port, proc, limit=30.0)
+            _wait_listening("127.0.0.1", port, proc, limit=wait)
             yield Imhub("127.0.0.1", port, tenant["tenantID"], tenant["adminToken"], data,
                         proc.pid)
         finally:
