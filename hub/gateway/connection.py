@@ -63,7 +63,7 @@ class Connection:
         # The uvicorn protocol when it stamps every byte received (hub/gateway/protocol.py).
         self._proto = proto
         self._tasks = tasks
-        self._out: list[str | _Close] | None = None
+        self._out: list[bytes | _Close] | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.conn_id} {self.tenant_id}/{self.user_id}/{self.platform_id}>"
@@ -79,8 +79,8 @@ class Connection:
         websockets (diagnostics and tests; see hub/gateway/protocol.py)."""
         return getattr(self._proto, "imhub_reading", None) is True
 
-    def write(self, frame: str) -> None:
-        """Queue a text frame; dropped once the connection is closing."""
+    def write(self, frame: bytes) -> None:
+        """Queue a text frame (its UTF-8 payload); dropped once the connection is closing."""
         if not self.closing:
             self._queue(frame)
 
@@ -97,7 +97,7 @@ class Connection:
         if transport is not None:
             transport.abort()
 
-    def _queue(self, item: str | _Close) -> None:
+    def _queue(self, item: bytes | _Close) -> None:
         if self._out is None:
             self._out = [item]
             if hasattr(self._proto, "imhub_write"):
@@ -123,7 +123,7 @@ class Connection:
     def _flush(self) -> None:
         """Write the queued text frames at once; a close goes the ASGI way, in a task."""
         out = self._out or []
-        texts: list[str] = []
+        texts: list[bytes] = []
         for i, item in enumerate(out):
             if isinstance(item, _Close):
                 self._out = out[i:]
@@ -146,7 +146,7 @@ class Connection:
                     if isinstance(item, _Close):
                         await self._write_close(item)
                         return
-                    await self._send({"type": "websocket.send", "text": item})
+                    await self._send({"type": "websocket.send", "text": item.decode()})
         except Exception as exc:  # the client went away while we wrote: nothing to do
             log.debug("%r: write failed: %r", self, exc)
             self.closing = True

@@ -92,19 +92,22 @@ def _refusal(obj: dict[str, Any], text: str) -> FrameError:
     return FrameError(f"reqIdentifier: unknown request {rid}", **echo)
 
 
+# Frames are built as the UTF-8 bytes of their JSON text, as written to the socket: a
+# str would be decoded from orjson's bytes here only to be encoded again there.
+
 def reply(req_identifier: int, msg_incr: str, operation_id: str, *, err_code: int = 0,
-          err_msg: str = "", data: Any = None) -> str:
+          err_msg: str = "", data: Any = None) -> bytes:
     return orjson.dumps({"reqIdentifier": req_identifier, "msgIncr": msg_incr,
                          "operationID": operation_id, "errCode": err_code,
-                         "errMsg": err_msg, "data": data}).decode()
+                         "errMsg": err_msg, "data": data})
 
 
-def error_reply(exc: FrameError) -> str:
+def error_reply(exc: FrameError) -> bytes:
     return reply(exc.req_identifier, exc.msg_incr, exc.operation_id, err_code=1001,
                  err_msg=exc.msg)
 
 
-def push(msgs: list[dict[str, Any]]) -> str:
+def push(msgs: list[dict[str, Any]]) -> bytes:
     """A 2001 Push of wire messages, grouped by conversation."""
     by_conv: dict[str, list[dict[str, Any]]] = {}
     for m in msgs:
@@ -112,5 +115,5 @@ def push(msgs: list[dict[str, Any]]) -> str:
     return reply(ReqID.PUSH, "", "", data={"msgs": by_conv})
 
 
-def kick(reason: str) -> str:
+def kick(reason: str) -> bytes:
     return reply(ReqID.KICK_ONLINE, "", "", err_msg=reason)

@@ -126,7 +126,7 @@ class Gateway:
 
     def _deliver(self, tenant_id: str, by_user: Msgs, skip: str) -> None:
         # Users given the same list (a group message) share one encoded frame.
-        encoded: dict[int, str] = {}
+        encoded: dict[int, bytes] = {}
         registry = self._registry
         for user_id, msgs in by_user.items():
             conns = registry.of_user(tenant_id, user_id)

@@ -209,7 +209,7 @@ class _SansIOFast:
             proto.read_paused = False
             proto.transport.resume_reading()
 
-    def imhub_write(self, texts: list[str]) -> bool:
+    def imhub_write(self, texts: list[bytes]) -> bool:
         """Write text frames now, in one transport write; False when this connection can
         no longer take frames (closing, closed, never accepted).
 
@@ -224,7 +224,7 @@ class _SansIOFast:
         if conn.extensions or conn.expect_continuation_frame or conn.state is not _OPEN:
             try:  # websockets frames it (compression) or refuses (the close under way)
                 for text in texts:
-                    conn.send_text(text.encode())
+                    conn.send_text(text)
             except Exception:  # websockets' InvalidState
                 return False
             proto.transport.write(b"".join(conn.data_to_send()))
@@ -233,9 +233,8 @@ class _SansIOFast:
         # without websockets' Frame object per frame (docs/performance.md, eighth session).
         out = conn.data_to_send() if conn.writes else []
         for text in texts:
-            payload = text.encode()
-            out.append(framing.text_header(len(payload)))
-            out.append(payload)
+            out.append(framing.text_header(len(text)))
+            out.append(text)
         proto.transport.write(b"".join(out))
         return True
 
