@@ -19,5 +19,7 @@ def new_id(prefix: str) -> str:
     The random part needs to be unique, not secret (tokens and signing secrets use
     `secrets`): Python's generator, seeded from the OS and reseeded in a forked child,
     costs no system call per ID, where `secrets` reads /dev/urandom every time. Several
-    IDs are drawn per message."""
-    return f"{prefix}_{_time_ns() // 1_000_000:012x}{_getrandbits(80):020x}"
+    IDs are drawn per message: the two parts are one 128-bit number's hex digits, which
+    costs half of formatting each part on its own."""
+    return prefix + "_" + ((_time_ns() // 1_000_000 << 80) | _getrandbits(80)).to_bytes(
+        16, "big").hex()
