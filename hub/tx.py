@@ -147,8 +147,11 @@ class Tx:
         ctx = ctx or self.ctx
         # hook, event_id, tenant_id, operation_id, occurred_at, key, payload (by position:
         # one per message sent)
-        ev = AfterEvent(hook, new_id("evt"), ctx.tenant_id, ctx.operation_id, now_ms(),
-                        key if key is not None else str(payload.get(hook.key, "")), payload)
+        if key is None:
+            found = payload.get(hook.key, "")
+            key = found if type(found) is str else str(found)
+        ev = AfterEvent(hook, new_id("evt"), ctx.tenant_id, ctx.operation_id, now_ms(), key,
+                        payload)
         self._rows.append({
             "event_id": ev.event_id, "tenant_id": ev.tenant_id,
             "callback_command": hook.callback_command, "key": ev.key,

@@ -73,7 +73,8 @@ _FIRST_SEND = Statement(select(Message.server_msg_id, Message.seq, Message.send_
 
 def ack(wire: dict[str, Any]) -> Answer:
     """A send's answer, from its message in wire form."""
-    return {k: wire[k] for k in ("serverMsgID", "clientMsgID", "sendTime", "seq")}
+    return {"serverMsgID": wire["serverMsgID"], "clientMsgID": wire["clientMsgID"],
+            "sendTime": wire["sendTime"], "seq": wire["seq"]}
 
 
 async def first_send(hub: Hub, tenant_id: str, send_id: str, client_msg_id: str,
