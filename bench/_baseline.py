@@ -69,16 +69,35 @@ def run_uvicorn_receiver(
     *,
     host: str = "127.0.0.1",
     extra_args: tuple[str, ...] = (),
-    wrapper: Sequence[str] = (),
-    wait: float = 15.0,
 ) -> Iterator[int]:
     """Serve ``app`` (a uvicorn import string) with uvicorn in a subprocess.
 
     Yields the port. ``bench/`` and the repository root are on the child's
     ``PYTHONPATH``, so both ``_baseline:receiver_app`` and ``hub....:app``
-    import strings work. ``wrapper`` runs the server under another command
-    (``valgrind ...``), which may need ``wait`` seconds to start listening.
+    import strings work.
     """
+    with run_uvicorn_process(app, port, host=host, extra_args=extra_args) as proc:
+        yield proc.port
+
+
+class Served(NamedTuple):
+    port: int
+    pid: int
+
+
+@contextlib.contextmanager
+def run_uvicorn_process(
+    app: str = RECEIVER_APP,
+    port: int | None = None,
+    *,
+    host: str = "127.0.0.1",
+    extra_args: tuple[str, ...] = (),
+    wrapper: Sequence[str] = (),
+    wait: float = 15.0,
+) -> Iterator[Served]:
+    """`run_uvicorn_receiver`, yielding the server's port and process ID. ``wrapper``
+    runs it under another command that becomes the process (``valgrind ...``), which
+    may need ``wait`` seconds to start listening."""
     port = free_port() if port is None else port
     env = dict(os.environ)
     paths = [str(_BENCH_DIR), str(_REPO_ROOT), env.get("PYTHONPATH", "")]
@@ -92,7 +111,7 @@ def run_uvicorn_receiver(
     proc = subprocess.Popen(cmd, env=env)
     try:
         _wait_listening(host, port, proc, limit=wait)
-        yield port
+        yield Served(port, proc.pid)
     finally:
         proc.terminate()
         try:

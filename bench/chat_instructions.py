@@ -38,7 +38,7 @@ from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _baseline import run_uvicorn_receiver
+from _baseline import run_uvicorn_process
 from _server import run_imhub
 from chat_throughput import _frame, _imhub_pairs, _Pair
 
@@ -50,10 +50,9 @@ def _callgrind(out: Path) -> list[str]:
             "--collect-systime=no"]
 
 
-async def _control(*args: str) -> None:
-    # No process named: the one process under callgrind at the time.
+async def _control(pid: int, *args: str) -> None:
     proc = await asyncio.create_subprocess_exec(
-        "callgrind_control", *args, stdout=asyncio.subprocess.DEVNULL,
+        "callgrind_control", *args, str(pid), stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL)
     if await proc.wait() != 0:
         raise RuntimeError(f"callgrind_control {' '.join(args)} failed")
@@ -75,7 +74,8 @@ async def _flood(pairs: list[_Pair], window: int, count: int,
 
 
 def _instructions(out: Path, label: str) -> int:
-    """Instructions counted in the part dumped as `label`."""
+    """Instructions counted in the part dumped as `label` (dumps of this run only: each
+    run writes to a directory of its own)."""
     for dump in out.glob("cg.*"):
         text = dump.read_text(errors="replace")
         if f"desc: Trigger: dump {label}\n" not in text:
@@ -86,9 +86,9 @@ def _instructions(out: Path, label: str) -> int:
     raise RuntimeError(f"no callgrind dump named {label} in {out}")
 
 
-async def _measure(pairs: list[_Pair], args: argparse.Namespace, out: Path, label: str
-                   ) -> float:
-    """Instructions of the server (the one process under callgrind) per frame answered,
+async def _measure(pairs: list[_Pair], pid: int, args: argparse.Namespace, out: Path,
+                   label: str) -> float:
+    """Instructions of the server (process `pid`, under callgrind) per frame answered,
     over `args.messages` frames."""
     def make(p: _Pair) -> Callable[[str], str]:
         return lambda cid: _frame(p.name, p.receiver, cid)
@@ -96,9 +96,9 @@ async def _measure(pairs: list[_Pair], args: argparse.Namespace, out: Path, labe
     readers = [asyncio.create_task(p.read_acks(False)) for p in pairs]
     readers += [asyncio.create_task(p.read_pushes(False)) for p in pairs if p.rx is not None]
     await _flood(pairs, args.window, args.warmup, make)
-    await _control("--zero")
+    await _control(pid, "--zero")
     answered = await _flood(pairs, args.window, args.messages, make)
-    await _control(f"--dump={label}")
+    await _control(pid, f"--dump={label}")
     await asyncio.sleep(1.0)
     for task in readers:
         task.cancel()
@@ -107,12 +107,12 @@ async def _measure(pairs: list[_Pair], args: argparse.Namespace, out: Path, labe
     return _instructions(out, label) / answered
 
 
-async def _echo(port: int, args: argparse.Namespace, out: Path) -> float:
+async def _echo(port: int, pid: int, args: argparse.Namespace, out: Path) -> float:
     pairs = [_Pair(f"s{i}", await connect(f"ws://127.0.0.1:{port}/ws", max_size=None,
                                           compression=None, ping_interval=None),
                    None, f"r{i}") for i in range(args.pairs)]
     try:
-        return await _measure(pairs, args, out, "echo")
+        return await _measure(pairs, pid, args, out, "echo")
     finally:
         for p in pairs:
             await p.tx.close()
@@ -121,7 +121,7 @@ async def _echo(port: int, args: argparse.Namespace, out: Path) -> float:
 async def _imhub(hub: Any, args: argparse.Namespace, out: Path) -> float:
     pairs = await _imhub_pairs(hub, args.pairs)
     try:
-        return await _measure(pairs, args, out, "chat")
+        return await _measure(pairs, hub.pid, args, out, "chat")
     finally:
         for p in pairs:
             await p.tx.close()
@@ -141,9 +141,9 @@ def main() -> None:
             sys.exit(f"{tool} is not installed")
     with tempfile.TemporaryDirectory(prefix="imhub-cg-") as tmp:
         out = Path(tmp)
-        with run_uvicorn_receiver("chat_throughput:echo_app", wrapper=_callgrind(out),
-                                  wait=_STARTUP) as port:
-            echo = asyncio.run(_echo(port, args, out))
+        with run_uvicorn_process("chat_throughput:echo_app", wrapper=_callgrind(out),
+                                 wait=_STARTUP) as echo_server:
+            echo = asyncio.run(_echo(echo_server.port, echo_server.pid, args, out))
         with run_imhub({}, wrapper=_callgrind(out), wait=_STARTUP) as hub:
             chat = asyncio.run(_imhub(hub, args, out))
     print(f"pairs={args.pairs} window={args.window} messages={args.messages} "
