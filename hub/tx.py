@@ -145,11 +145,11 @@ class Tx:
         """Record an after-event; it becomes an outbox row of this transaction. `ctx`: the
         action's, when one write stores several actions (a batch of sends)."""
         ctx = ctx or self.ctx
-        # hook, event_id, tenant_id, operation_id, occurred_at, key, payload (by position:
-        # one per message sent)
         if key is None:
             found = payload.get(hook.key, "")
             key = found if type(found) is str else str(found)
+        # hook, event_id, tenant_id, operation_id, occurred_at, key, payload (by position:
+        # one per message sent)
         ev = AfterEvent(hook, new_id("evt"), ctx.tenant_id, ctx.operation_id, now_ms(), key,
                         payload)
         self._rows.append({

@@ -48,7 +48,8 @@ INCOMPLETE = 0  # the frame is not all there yet
 OTHER = 1  # anything websockets must see from here on (fragments, bad or big frames)
 
 
-def next_frame(buf: bytes, pos: int, max_size: int | None) -> tuple[int, int, bytes]:
+def next_frame(buf: bytes | bytearray, pos: int, max_size: int | None
+               ) -> tuple[int, int, bytes]:
     """The client frame at `buf[pos:]`: (first byte, end, payload).
 
     For a whole, final, masked text frame: (TEXT, its end, the unmasked payload). For a

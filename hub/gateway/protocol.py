@@ -110,7 +110,9 @@ class _SansIOFast:
     # False for good once a frame only websockets may judge came (a fragment, a frame
     # too big, a close).
     imhub_reading: bool | None = None
-    _imhub_rest: bytes = b""  # the start of a frame not all received yet
+    # The start of a frame not all received yet: grown in place, so that a big frame
+    # trickling in does not cost a copy of all of it per read.
+    _imhub_rest: bytearray | None = None
     _imhub_max: int | None = None  # websockets' limit on a message's size
 
     def data_received(self, data: bytes) -> None:
@@ -118,7 +120,11 @@ class _SansIOFast:
             super().data_received(data)  # type: ignore[misc]
             return
         proto: Any = self
-        buf = self._imhub_rest + data if self._imhub_rest else data
+        rest = self._imhub_rest
+        buf: bytes | bytearray = data
+        if rest:
+            rest += data
+            buf = rest
         max_size = self._imhub_max
         pos = 0
         while True:
@@ -128,19 +134,23 @@ class _SansIOFast:
                 proto.frames = [payload]
                 self.send_receive_event_to_app()
             elif kind == framing.INCOMPLETE:
-                self._imhub_rest = buf[pos:]
+                if buf is rest:
+                    del rest[:pos]
+                else:
+                    self._imhub_rest = bytearray(buf[pos:])
                 return
             elif kind == framing.OTHER:
-                self._imhub_stop_reading(buf[pos:])
+                self._imhub_stop_reading(bytes(buf[pos:]))
                 return
             else:  # a whole control or binary frame: websockets answers it as ever
-                super().data_received(buf[pos:end])  # type: ignore[misc]
+                super().data_received(bytes(buf[pos:end]))  # type: ignore[misc]
             pos = end
             if proto.conn.state is not _OPEN:  # closing: websockets sees the rest
-                self._imhub_stop_reading(buf[pos:])
+                self._imhub_stop_reading(bytes(buf[pos:]))
                 return
             if pos == len(buf):
-                self._imhub_rest = b""
+                if rest:
+                    rest.clear()
                 return
 
     def _imhub_start_reading(self) -> bool:
@@ -167,7 +177,7 @@ class _SansIOFast:
 
     def _imhub_stop_reading(self, rest: bytes) -> None:
         self.imhub_reading = False
-        self._imhub_rest = b""
+        self._imhub_rest = None
         if rest:
             super().data_received(rest)  # type: ignore[misc]
 

@@ -35,8 +35,10 @@ def test_a_masked_text_frame_of_any_length_is_read_whole(size: int) -> None:
     for cut in range(min(len(raw), 16)):  # every split inside the header, mask included
         assert framing.next_frame(raw[:cut], 0, None) == (framing.INCOMPLETE, 0, b"")
     assert framing.next_frame(raw[:-1], 0, None)[0] == framing.INCOMPLETE
-    kind, end, got = framing.next_frame(b"xx" + raw + b"rest", 2, None)
-    assert (kind, end, got) == (framing.TEXT, 2 + len(raw), payload)
+    for buf in (b"xx" + raw + b"rest", bytearray(b"xx" + raw + b"rest")):
+        kind, end, got = framing.next_frame(buf, 2, None)
+        assert (kind, end, got) == (framing.TEXT, 2 + len(raw), payload)
+        assert type(got) is bytes
 
 
 @pytest.mark.parametrize("size", [0, 100, 126, 65536])
@@ -129,6 +131,14 @@ async def test_frames_split_anywhere_or_packed_together_are_each_answered(
         assert [r["errCode"] for r in replies] == [0, 0]
         assert replies[1]["data"]["seq"] == 2
         assert conn.reads_frames_itself  # a ping does not end it
+        # A frame with a 64-bit length trickling in, 4,093 bytes at a time.
+        big = {**send, "content": orjson.dumps({"content": "w" * 70_000}).decode()}
+        waiter = c.expect("big")
+        await _write_in_pieces(c, _client_frame(Opcode.TEXT, _request("big", 1003, big)),
+                               [4093])
+        reply = await asyncio.wait_for(waiter, 10)
+        assert reply["errCode"] == 0 and reply["data"]["seq"] == 3
+        assert conn.reads_frames_itself
     finally:
         await c.close()
 
