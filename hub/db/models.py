@@ -7,7 +7,7 @@ Times are unix milliseconds, as in OpenIM.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base
@@ -140,6 +140,9 @@ class GroupRequest(Base):
     handled_time: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+_UNDISPATCHED = text("dispatched = 0")
+
+
 class Event(Base):
     """The outbox: one row per after-event, written in the transaction of its state change.
 
@@ -161,7 +164,10 @@ class Event(Base):
     dispatched: Mapped[int] = mapped_column(Integer, default=0)
     __table_args__ = (
         Index("ix_events_tenant_pos", "tenant_id", "pos"),
-        Index("ix_events_dispatched", "dispatched", "pos"),
+        # The dispatcher's queue: only the events still to fan out. A tenant without
+        # endpoints stores its events dispatched already, and they never enter it.
+        Index("ix_events_undispatched", "pos", sqlite_where=_UNDISPATCHED,
+              postgresql_where=_UNDISPATCHED),
     )
 
 
