@@ -33,7 +33,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select
@@ -221,10 +220,16 @@ class SendQueue:
             _answer(out, ack(out.wire), None)
 
 
-@cache
+# An after-send event's fields by hook name: the hook's, and the conversation's ID. By
+# name: a Hook is a frozen dataclass, whose hash is computed from all its fields each time.
+_EVENT_FIELDS: dict[str, tuple[str, ...]] = {}
+
+
 def _event_fields(hk: Hook) -> tuple[str, ...]:
-    """An after-send event's fields: the hook's, and the conversation's ID."""
-    return (*hk.fields, "conversationID")
+    found = _EVENT_FIELDS.get(hk.name)
+    if found is None:
+        found = _EVENT_FIELDS[hk.name] = (*hk.fields, "conversationID")
+    return found
 
 
 def _lock_order(out: Outgoing) -> tuple[str, str]:
