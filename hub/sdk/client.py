@@ -349,13 +349,28 @@ class IMClient:
         return await self.send_message(recv_id=recv_id, group_id=group_id,
                                        content={"content": text})
 
-    async def sync(self) -> None:
+    async def sync(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Resync now (as after a reconnect) and return once the local store has caught
-        up with the server's max seqs as of this call. Bound it with asyncio.timeout."""
+        up with the server's max seqs as of this call.
+
+        While the client is reconnecting it waits for the connection, and a sync that a
+        lost connection cut short starts again on the next one; RequestTimeout when no
+        connection comes within `timeout` (default config.send_timeout). The pulls
+        themselves are not bounded: bound a whole sync with asyncio.timeout."""
         s = self.session
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await s.heartbeat.beat(report=True, done=done)
-        await done
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self.config.send_timeout)
+        while True:
+            await s.wait_connected(deadline)
+            done: asyncio.Future[None] = loop.create_future()
+            await s.heartbeat.beat(report=True, done=done)
+            try:
+                await done
+                return
+            except ConnectionLost as exc:
+                log.info("sync: %r, again once connected", exc)
+                # Give the reader a moment to notice a dead socket and change the state.
+                await asyncio.sleep(0.05)
 
     # the local store
 

@@ -76,16 +76,25 @@ class MsgSync:
         into one (a burst of acks or beats becomes one pull, not one each). Order between
         the two does not matter: either way only contiguous seqs are applied."""
         hints = [i for i in items if isinstance(i, ServerMaxSeqs)]
+        cut: SDKError | None = None  # why the pull of the max seqs stopped short
         try:
             for item in items:
                 if isinstance(item, PushedMsgs):
                     await self._guard(self._on_push(item.msgs))
             if hints:
-                await self._guard(self._on_max_seqs(_merge(hints)))
+                try:
+                    await self._on_max_seqs(_merge(hints))
+                except SDKError as exc:
+                    log.info("sync interrupted, the next heartbeat resumes it: %r", exc)
+                    cut = exc
         finally:
+            # A caller waiting for this sync (IMClient.sync) learns whether it caught up.
             for h in hints:
                 if h.done is not None and not h.done.done():
-                    h.done.set_result(None)
+                    if cut is None:
+                        h.done.set_result(None)
+                    else:
+                        h.done.set_exception(cut)
 
     @staticmethod
     async def _guard(step: Awaitable[None]) -> None:

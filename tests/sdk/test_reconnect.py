@@ -73,9 +73,13 @@ async def test_server_restart_reconnects_and_every_message_appears_once(
     await servers.stop(side)
     assert alice.state is not ConnState.CONNECTED
     mine = asyncio.create_task(alice.send_text("written offline", recv_id="bob"))
+    syncing = asyncio.create_task(alice.sync())  # waits for the connection, as a send does
 
     again = await servers.start(port=first.port)
     sent = await mine  # waited for the reconnect, then went out once
+    await asyncio.wait_for(syncing, 10)
+    # Caught up as of the call: what bob wrote while alice was away is stored.
+    assert [m.seq for m in await alice.get_history(CONV, 100)][:5] == [1, 2, 3, 4, 5]
     assert alice.session.connects == 2
     await send_http(again, admin, "bob", "alice", 7)  # pushed on the new connection
     await rec.wait_for(lambda: len(rec.messages) == 6)
