@@ -27,8 +27,9 @@ has them:
 
 `send_now` does all of it without waiting when it can: the checks kept in memory
 (hub/checks.py) answer, no before hook would see the message and its clientMsgID never
-came twice. The gateway calls it straight from a SendMsg frame, without a task; the
-rest (a read, a hook) goes the waiting way, `send_msg`.
+came twice. The gateway calls it straight from a SendMsg frame, without a task, and
+the rest (a read, a hook) goes on in a task through `send_waiting`; over HTTP,
+`send_msg` does the same.
 """
 
 from __future__ import annotations
@@ -302,9 +303,10 @@ def _changed(req: SendMsgReq, out: dict[str, Any]) -> SendMsgReq:
     return final
 
 
-async def _send_waiting(hub: Hub, ctx: Ctx, req: SendMsgReq, done: Done,
+async def send_waiting(hub: Hub, ctx: Ctx, req: SendMsgReq, done: Done,
                         origin: Origin | None) -> None:
-    """`send_now` for any send: reads the checks, asks the before hooks."""
+    """`send_now` for any send: reads the checks, asks the before hooks. `done` is
+    called once, unless this raises first (the caller answers then)."""
     t = ctx.tenant_id
     target = await _target(hub, t, req)
     if req.contentType == TYPING:
@@ -358,5 +360,5 @@ async def send_msg(hub: Hub, ctx: Ctx, req: SendMsgReq, *, origin: Origin | None
             answered.set_result(answer)
 
     if not send_now(hub, ctx, req, done, origin=origin):
-        await _send_waiting(hub, ctx, req, done, origin)
+        await send_waiting(hub, ctx, req, done, origin)
     return await answered

@@ -7,7 +7,8 @@ client that floods gets TCP backpressure, not an unbounded pile of tasks. Each r
 queued on the connection's single writer.
 
 A SendMsg that needs nothing read or asked first (hub/domain/sending.py's `send_now`)
-runs no task: its ack is written when its batch commits. The `data` of 1002 and 1003
+runs no task: its ack is written when its batch commits; one that must read or ask goes
+on in a task with the request as validated (`send_waiting`). The `data` of 1002 and 1003
 is validated with the request models of hub/domain/messages.py and sending.py, exactly
 as over HTTP; `userID` and `sendID` default to the connection's user, and naming
 another user is 1002 (a user token acts as itself only).
@@ -133,7 +134,9 @@ class Requests:
     def _send_now(self, conn: Connection, req: Request) -> bool:
         """A SendMsg that needs nothing read or asked first goes from here to the send
         queue, and its ack is written when its batch commits: no task, no future
-        (hub/domain/sending.py, send_queue.py). False for the rest, which `_run`."""
+        (hub/domain/sending.py, send_queue.py). One that must read its checks or ask a
+        hook goes on in a task, with the request as validated here. False for a frame
+        whose data does not validate, which `_run` answers as any other request's."""
         m = _domain("sending")
         data = req.data  # the frame's own dict, parsed for this request alone
         if "sendID" not in data:
@@ -141,17 +144,28 @@ class Requests:
         try:
             send = m.SendMsgReq.model_validate(data)
         except ValidationError:
-            return False  # answered by `_run`, as any other request's
+            return False
         conn.inflight += 1
         done = _answerer(conn, req)
+        ctx = _ctx(conn, req)
         try:
-            if m.send_now(self._hub, _ctx(conn, req), send, done, origin=_origin(conn)):
+            if m.send_now(self._hub, ctx, send, done, origin=_origin(conn)):
                 return True
         except Exception as exc:
             done(None, exc)
             return True
-        conn.inflight -= 1
-        return False
+        task = asyncio.create_task(self._send_waiting(m, ctx, conn, send, done))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _send_waiting(self, m: Any, ctx: Ctx, conn: Connection, send: Any,
+                            done: Callable[[Any, BaseException | None], None]) -> None:
+        logs.operation_id.set(ctx.operation_id)
+        try:
+            await m.send_waiting(self._hub, ctx, send, done, _origin(conn))
+        except Exception as exc:  # before `done` was called: it is called once
+            done(None, exc)
 
     async def _run(self, conn: Connection, req: Request) -> None:
         logs.operation_id.set(req.operation_id)
