@@ -132,11 +132,14 @@ class Reader:
 
     On SQLite one read-only connection, kept, serves them all: a statement runs inline
     and whole (hub/db/sqlite.py), so none interleaves with another, and borrowing a
-    pooled connection per read would cost more than the read. On PostgreSQL each read
-    borrows a pooled connection, at most `concurrency` at once (the hub gives half the
-    pool, leaving the rest to the group commit and the other reads): a burst of sends
-    would otherwise take the pool's overflow, whose connections are opened for one read
-    and closed after it (a new connection, TLS negotiation included, per read).
+    pooled connection per read would cost more than the read. On PostgreSQL up to
+    `concurrency` connections are kept (the hub gives half the pool, leaving the rest to
+    the group commit and the other reads), each serving one read at a time: borrowing one
+    from the pool per read cost a checkout, a greenlet switch and the pool's reset (a
+    ROLLBACK round trip) on return, about a third of a send's CPU; and without the bound
+    a burst of sends would take the pool's overflow, whose connections are opened for one
+    read and closed after it. A kept connection that a read finds closed (the server
+    restarted) is let go, and that read tries once more on a new one.
     """
 
     def __init__(self, engine: AsyncEngine, *, concurrency: int = 4) -> None:
@@ -144,13 +147,15 @@ class Reader:
         self._kept: AsyncConnection | None = None
         self._driver: Driver | None = None
         self._slots = asyncio.Semaphore(concurrency)
+        # PostgreSQL: kept connections not serving a read now.
+        self._idle: list[tuple[AsyncConnection, Driver]] = []
 
     async def rows(self, stmt: Statement, params: Params) -> list[Sequence[Any]]:
         if self._driver is not None:
             return await stmt._rows(self._driver, params)
         if self._engine.dialect.name != "sqlite":
-            async with self._slots, self._engine.connect() as conn:
-                return await stmt.rows(conn, params)
+            async with self._slots:
+                return await self._pg_rows(stmt, params)
         conn = await self._engine.connect()
         if self._kept is None:
             self._kept, self._driver = conn, await driver_of(conn)
@@ -159,10 +164,43 @@ class Reader:
         assert self._driver is not None
         return await stmt._rows(self._driver, params)
 
+    async def _pg_rows(self, stmt: Statement, params: Params) -> list[Sequence[Any]]:
+        for attempt in (1, 2):
+            if self._idle:
+                conn, driver = self._idle.pop()
+            else:
+                conn = await self._engine.connect()
+                driver = await driver_of(conn)
+            try:
+                rows = await stmt._rows(driver, params)
+            except BaseException:
+                closed = driver.driver.is_closed()
+                # A read cut short (cancelled, failed) may leave the connection mid-way:
+                # it goes back to the pool, which resets or discards it.
+                await _let_go(conn, invalidate=closed)
+                if closed and attempt == 1:
+                    continue
+                raise
+            self._idle.append((conn, driver))
+            return rows
+        raise AssertionError("unreachable")
+
     async def close(self) -> None:
         if self._kept is not None:
             await self._kept.close()
         self._kept = self._driver = None
+        idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            await conn.close()
+
+
+async def _let_go(conn: AsyncConnection, *, invalidate: bool) -> None:
+    try:
+        if invalidate:
+            await conn.invalidate()
+        await conn.close()
+    except Exception:  # the connection is gone already: nothing to give back
+        pass
 
 
 @asynccontextmanager
