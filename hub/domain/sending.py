@@ -304,7 +304,7 @@ def _changed(req: SendMsgReq, out: dict[str, Any]) -> SendMsgReq:
 
 
 async def send_waiting(hub: Hub, ctx: Ctx, req: SendMsgReq, done: Done,
-                        origin: Origin | None) -> None:
+                       origin: Origin | None) -> None:
     """`send_now` for any send: reads the checks, asks the before hooks. `done` is
     called once, unless this raises first (the caller answers then)."""
     t = ctx.tenant_id
