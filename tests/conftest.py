@@ -8,14 +8,15 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from hub.api.app import create_app
 from hub.core import Hub
@@ -77,6 +78,22 @@ def settings_for(db: Database, **overrides: Any) -> Settings:
     if db.schema:
         database["schema"] = db.schema
     return load_settings(None, database=database, **overrides)
+
+
+@contextmanager
+def counting(engine: AsyncEngine, event_name: str) -> Iterator[list[int]]:
+    """Count an engine's pool events (`connect`, `checkout`) while inside: the count is
+    the one item of the list yielded."""
+    seen = [0]
+
+    def count(*_: Any) -> None:
+        seen[0] += 1
+
+    event.listen(engine.sync_engine, event_name, count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.sync_engine, event_name, count)
 
 
 def free_port() -> int:

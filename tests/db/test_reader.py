@@ -7,15 +7,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
-from sqlalchemy import event, literal_column, select, text
+from sqlalchemy import literal_column, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from hub.core import Hub
 from hub.db.fast import Statement
-from tests.conftest import PG_URL, pg_schema, settings_for
+from tests.conftest import PG_URL, counting, pg_schema, settings_for
 
 
 @pytest.fixture
@@ -37,23 +36,13 @@ def _marked() -> tuple[Statement, str]:
 
 async def test_reads_keep_their_connections(pg_hub: Hub) -> None:
     stmt, mark = _marked()
-    checkouts = 0
-
-    def count(*_: Any) -> None:
-        nonlocal checkouts
-        checkouts += 1
-
-    event.listen(pg_hub.engine.sync_engine, "checkout", count)
-    try:
+    with counting(pg_hub.engine, "checkout") as checkouts:
         for _ in range(50):
             assert await pg_hub.reads.rows(stmt, {}) == [(mark,)]
-        assert checkouts == 1
-        limit = pg_hub.settings.database.pool_size // 2
+        assert checkouts[0] == 1
         got = await asyncio.gather(*(pg_hub.reads.rows(stmt, {}) for _ in range(40)))
         assert all(rows == [(mark,)] for rows in got)
-        assert checkouts <= limit
-    finally:
-        event.remove(pg_hub.engine.sync_engine, "checkout", count)
+        assert checkouts[0] <= pg_hub.settings.database.pool_size // 2
 
 
 async def test_a_kept_connection_the_server_ended_is_replaced(pg_hub: Hub) -> None:

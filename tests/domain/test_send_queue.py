@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from hub.context import Actor, Ctx
 from hub.core import Hub
@@ -20,7 +20,7 @@ from hub.domain.sending import SendMsgReq, send_msg
 from hub.domain.users import RegisterReq, user_register
 from hub.metrics import REGISTRY
 from hub.tenants import create_tenant
-from tests.conftest import Database, pg_schema, settings_for
+from tests.conftest import Database, counting, pg_schema, settings_for
 from tests.domain.test_messages import single
 
 
@@ -153,17 +153,10 @@ async def test_a_burst_of_sends_on_postgresql_opens_no_connection_past_the_pool(
     # overflow, whose connections are opened for one read and closed after it.
     async with pg_schema() as db:
         hub, ctx = await _started(db)
-        opened = 0
-
-        def count(*_: Any) -> None:
-            nonlocal opened
-            opened += 1
-
-        event.listen(hub.engine.sync_engine, "connect", count)
         try:
-            answers = await asyncio.gather(*(_send(hub, ctx, f"m{i}") for i in range(200)))
+            with counting(hub.engine, "connect") as opened:
+                answers = await asyncio.gather(*(_send(hub, ctx, f"m{i}") for i in range(200)))
             assert sorted(a["seq"] for a in answers) == list(range(1, 201))
-            assert opened <= hub.settings.database.pool_size
+            assert opened[0] <= hub.settings.database.pool_size
         finally:
-            event.remove(hub.engine.sync_engine, "connect", count)
             await hub.close()
