@@ -171,6 +171,12 @@ class Tx:
         return self._session
 
     @property
+    def has_session(self) -> bool:
+        """Whether this write runs with an ORM session (a batch of `orm=False` writes on
+        SQLite runs without one, until a write asks for `session`)."""
+        return self._session is not None
+
+    @property
     def undispatched(self) -> bool:
         """Whether its after-events wait for the dispatcher (always, outside a batch)."""
         return bool(self.events) and (self._batch is None or self._batch.undispatched)

@@ -265,7 +265,7 @@ async def test_driver_only_writes_commit_without_a_session(server: Server) -> No
     def write(i: int) -> Any:
         async def fn(tx: Tx) -> int:
             runs[i] = runs.get(i, 0) + 1
-            if tx._session is None:
+            if not tx.has_session:
                 without_session.add(i)
             await tx.allocate("c")
             tx.after(_AFTER, {"userID": f"u{i}"})
