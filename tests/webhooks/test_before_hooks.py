@@ -20,6 +20,7 @@ import httpx
 import orjson
 import pytest
 import pytest_asyncio
+from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
 from starlette.responses import Response
 
@@ -131,6 +132,22 @@ async def register(t: TenantHandle, *user_ids: str) -> None:
     # The admin token acts for everyone here: no logins needed.
     await t.server.ok("/user/user_register", {"users": [
         {"userID": u, "nickname": u.title()} for u in user_ids]}, t.admin)
+    await _dispatched(t)
+
+
+async def _dispatched(t: TenantHandle) -> None:
+    """Wait until the dispatcher has taken the tenant's events. On PostgreSQL it decides
+    their endpoints when it takes them: a hook configured before that would also get the
+    user registrations (docs/webhooks.md), and the tests count the receiver's calls."""
+    async with asyncio.timeout(10):
+        while True:
+            async with t.server.hub.engine.connect() as conn:
+                left = (await conn.execute(text(
+                    "SELECT count(*) FROM events WHERE tenant_id = :t AND dispatched = 0"),
+                    {"t": t.tenant_id})).scalar_one()
+            if not left:
+                return
+            await asyncio.sleep(0.02)
 
 
 async def new_tenant(srv: Server) -> TenantHandle:
