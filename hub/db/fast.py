@@ -165,7 +165,8 @@ class Reader:
         return await stmt._rows(self._driver, params)
 
     async def _pg_rows(self, stmt: Statement, params: Params) -> list[Sequence[Any]]:
-        for attempt in (1, 2):
+        retried = False
+        while True:
             if self._idle:
                 conn, driver = self._idle.pop()
             else:
@@ -178,12 +179,12 @@ class Reader:
                 # A read cut short (cancelled, failed) may leave the connection mid-way:
                 # it goes back to the pool, which resets or discards it.
                 await _let_go(conn, invalidate=closed)
-                if closed and attempt == 1:
+                if closed and not retried:
+                    retried = True
                     continue
                 raise
             self._idle.append((conn, driver))
             return rows
-        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         if self._kept is not None:

@@ -45,14 +45,15 @@ class Connection:
                  "kicked", "online", "operation_id", "platform_id", "seen", "tenant_id",
                  "user_id")
 
-    def __init__(self, conn_id: str, tenant_id: str, user_id: str, platform_id: int,
-                 operation_id: str, send: Send, proto: Any, tasks: set[asyncio.Task[None]]
-                 ) -> None:
+    def __init__(self, conn_id: str, actor: Actor, operation_id: str, send: Send, proto: Any,
+                 tasks: set[asyncio.Task[None]]) -> None:
+        assert actor.user_id is not None, "a connection is a user's"
         self.conn_id = conn_id
-        self.tenant_id = tenant_id
-        self.user_id = user_id
-        self.platform_id = platform_id
-        self.actor = Actor(tenant_id, user_id, platform_id)  # each request's, made once
+        self.actor = actor  # the authenticated one: every request of the connection acts as it
+        # Its fields again, as plain attributes: read on every frame and push.
+        self.tenant_id = actor.tenant_id
+        self.user_id: str = actor.user_id
+        self.platform_id = actor.platform_id
         self.operation_id = operation_id
         self.seen = time.monotonic()
         self.inflight = 0

@@ -67,13 +67,12 @@ def parse(text: str) -> Request:
             and (data is None or type(data) is dict)
             and nul_path(obj, text) is None):
         return Request(rid, incr, op or secrets.token_hex(8), data or {})
-    raise _refusal(obj, text)
+    raise _refusal(obj, text, rid, incr, op, data)
 
 
-def _refusal(obj: dict[str, Any], text: str) -> FrameError:
+def _refusal(obj: dict[str, Any], text: str, rid: Any, incr: Any, op: Any, data: Any
+             ) -> FrameError:
     """Why a frame that is a JSON object is not a request, echoing what of it is valid."""
-    rid, incr, op = obj.get("reqIdentifier"), obj.get("msgIncr"), obj.get("operationID")
-    data = obj.get("data")
     echo: dict[str, Any] = {"req_identifier": rid if type(rid) is int else 0,
                             "msg_incr": incr if isinstance(incr, str) else "",
                             "operation_id": op if isinstance(op, str) else ""}

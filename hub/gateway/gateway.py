@@ -86,10 +86,8 @@ class Gateway:
 
     def connection(self, actor: Actor, operation_id: str, send: Send, proto: Any
                    ) -> Connection:
-        assert actor.user_id is not None
-        return Connection(f"{self._node}.{next(self._serial):x}", actor.tenant_id,
-                          actor.user_id, actor.platform_id, operation_id, send, proto,
-                          self.tasks)
+        return Connection(f"{self._node}.{next(self._serial):x}", actor, operation_id, send,
+                          proto, self.tasks)
 
     async def attach(self, conn: Connection, token: str) -> None:
         """Register an accepted connection, kick the one it replaces, and go online."""
